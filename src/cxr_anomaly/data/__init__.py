@@ -1,0 +1,1 @@
+"""Data layer: image reading, dataset sources, splits, cache and Lightning data module."""
