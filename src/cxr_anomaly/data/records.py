@@ -31,8 +31,6 @@ class Sample:
         path: the image file, or ``None`` for generated (synthetic) images.
         boxes: abnormal regions in original pixel coordinates, when the source has them.
         mask_path: a mask image aligned with the image, when the source has one.
-        fixed_split: a split named by the source itself (a split file or manifest column).
-        original_size: ``(height, width)`` of the original image, when known without reading it.
     """
 
     sample_id: str
@@ -42,8 +40,6 @@ class Sample:
     path: Path | None = None
     boxes: tuple[Box, ...] = field(default=())
     mask_path: Path | None = None
-    fixed_split: str | None = None
-    original_size: tuple[int, int] | None = None
 
     @property
     def is_normal(self) -> bool:

@@ -1,0 +1,114 @@
+"""Class-per-folder image trees (``NORMAL/``, ``PNEUMONIA/``...), such as the ZhangLab set.
+
+Each sub-folder of the root is a class; its images are found recursively. Patient ids come from
+the file name stem through a regex with a ``patient`` group, so that images of one patient stay
+in one split (ZhangLab: ``IM-0115-0001`` -> ``IM-0115``, ``person1_virus_6`` -> ``person1``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from cxr_anomaly.data.images import SUPPORTED_SUFFIXES
+from cxr_anomaly.data.records import ABNORMAL, NORMAL, Sample
+from cxr_anomaly.data.sources import DataSource, DataSourceError
+from cxr_anomaly.data.splits import Protocol
+
+DEFAULT_PATIENT_PATTERN = r"^(?P<patient>.+?)(?:[-_]\d+|_[A-Za-z]+_\d+)$"
+
+HOLDOUT_DESCRIPTION = (
+    "patient-level holdout: 65% of normal patients train (15% of them normal validation); "
+    "the other normal patients and all abnormal patients half labelled validation, half test"
+)
+
+
+def holdout_protocol() -> Protocol:
+    """Normal-only training with a labelled validation split and a test split, by patient."""
+    return Protocol(
+        "holdout", HOLDOUT_DESCRIPTION, train_pool=0.65, val_normal=0.15, labelled_val=0.5
+    )
+
+
+def patient_id_from_stem(stem: str, pattern: re.Pattern[str]) -> str:
+    """The ``patient`` group of ``pattern`` matched on ``stem``, or the stem itself."""
+    match = pattern.match(stem)
+    if match is None or not match.groupdict().get("patient"):
+        return stem
+    return match.group("patient")
+
+
+class FolderSource(DataSource):
+    """A root folder with one sub-folder of images per class."""
+
+    kind = "folder"
+    default_protocol = "holdout"
+
+    def __init__(
+        self,
+        root: Path,
+        normal_classes: Sequence[str] = ("normal",),
+        patient_pattern: str | None = None,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataSourceError(f"image folder not found: {self.root}")
+        self.normal_classes = tuple(c.lower() for c in normal_classes)
+        try:
+            self.pattern = re.compile(patient_pattern or DEFAULT_PATIENT_PATTERN)
+        except re.error as err:
+            raise DataSourceError(f"invalid patient pattern {patient_pattern!r}: {err}") from err
+        if "patient" not in self.pattern.groupindex:
+            raise DataSourceError("the patient pattern needs a named group (?P<patient>...)")
+
+    @cached_property
+    def _samples(self) -> list[Sample]:
+        class_dirs = sorted(p for p in self.root.iterdir() if p.is_dir())
+        if not class_dirs:
+            raise DataSourceError(f"{self.root}: no class sub-folders (e.g. NORMAL/, PNEUMONIA/)")
+        names = [d.name for d in class_dirs]
+        if not any(name.lower() in self.normal_classes for name in names):
+            raise DataSourceError(
+                f"{self.root}: none of the class folders {names} is a normal class "
+                f"({', '.join(self.normal_classes)}); set normal_classes / --normal-class"
+            )
+        samples: list[Sample] = []
+        for class_dir in class_dirs:
+            label = NORMAL if class_dir.name.lower() in self.normal_classes else ABNORMAL
+            files = sorted(
+                p
+                for p in class_dir.rglob("*")
+                if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+            )
+            samples.extend(
+                Sample(
+                    sample_id=path.relative_to(self.root).as_posix(),
+                    patient_id=patient_id_from_stem(path.stem, self.pattern),
+                    label=label,
+                    image_class=class_dir.name,
+                    path=path,
+                )
+                for path in files
+            )
+        if not samples:
+            raise DataSourceError(f"{self.root}: no DICOM, PNG or JPEG images found")
+        return samples
+
+    def samples(self) -> list[Sample]:
+        return self._samples
+
+    @property
+    def has_masks(self) -> bool:
+        return False
+
+    def protocol_names(self) -> tuple[str, ...]:
+        return ("holdout",)
+
+    def build_protocol(self, name: str) -> Protocol:
+        return holdout_protocol()
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": self.kind, "root": str(self.root.resolve())}

@@ -1,0 +1,111 @@
+"""Builds the Lightning Trainer: devices, strategy, precision, callbacks and loggers."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+
+from cxr_anomaly.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 matrix units (AVX-512 BF16 or AMX)."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def resolve_precision(precision: str, accelerator: str = "auto") -> str:
+    """``auto`` -> ``bf16-mixed`` where the hardware has bf16 units, else ``32-true``."""
+    if precision != "auto":
+        return precision
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu:
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    return "bf16-mixed" if cpu_has_bf16() else "32-true"
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """A seed for the training noise of one epoch on one rank."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+class EpochSeed(Callback):
+    """Reseed torch's global generator at each epoch start from (seed, epoch, rank).
+
+    The training noise (latent samples, dropout, diffusion timesteps) then depends only on the
+    epoch, so a run resumed from an epoch checkpoint continues exactly as an uninterrupted one.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        torch.manual_seed(epoch_seed(self.seed, trainer.current_epoch, trainer.global_rank))
+
+
+def _loggers(run_dir: Path) -> list[Logger]:
+    loggers: list[Logger] = [CSVLogger(run_dir, name="logs", version="")]
+    if importlib.util.find_spec("tensorboard") is not None:
+        loggers.append(TensorBoardLogger(run_dir, name="logs", version="tensorboard"))
+    return loggers
+
+
+def build_trainer(
+    train: TrainConfig,
+    run_dir: Path,
+    has_validation: bool,
+    progress: bool = True,
+    extra_callbacks: list[Callback] | None = None,
+) -> L.Trainer:
+    """A Trainer for one run: checkpoints for resume under ``run_dir/checkpoints``, CSV logs
+    (and TensorBoard when installed) under ``run_dir/logs``.
+    """
+    callbacks: list[Callback] = [
+        EpochSeed(train.seed),
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="epoch{epoch:04d}",
+            auto_insert_metric_name=False,
+            save_last=True,
+            save_top_k=0,
+            every_n_epochs=1,
+        ),
+    ]
+    if has_validation and train.early_stopping_patience is not None:
+        callbacks.append(
+            EarlyStopping(monitor="val_loss", patience=train.early_stopping_patience, mode="min")
+        )
+    callbacks.extend(extra_callbacks or [])
+    precision = resolve_precision(train.precision, train.accelerator)
+    log.info("precision %s", precision)
+    kwargs: dict[str, Any] = {}
+    if not has_validation:
+        kwargs["limit_val_batches"] = 0
+    return L.Trainer(
+        accelerator=train.accelerator,
+        devices=train.devices,
+        num_nodes=train.num_nodes,
+        strategy=train.strategy,
+        precision=precision,  # type: ignore[arg-type]
+        max_epochs=train.max_epochs,
+        max_time=train.max_time,
+        callbacks=callbacks,
+        logger=_loggers(run_dir),
+        log_every_n_steps=train.log_every_n_steps,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        deterministic=False,
+        default_root_dir=run_dir,
+        **kwargs,
+    )

@@ -1,0 +1,1 @@
+"""Anomaly detection models behind one interface (see base.AnomalyModel)."""

@@ -1,0 +1,154 @@
+"""The interface every model answers, so evaluation never needs to know which model it holds.
+
+* ``reconstruct(x)`` -> the normal-looking version of ``x`` (``None`` for a model that detects
+  without reconstructing; its figures then show the maps alone),
+* ``anomaly_map(x)`` -> (N, 1, H, W) per-pixel evidence, larger = more anomalous,
+* ``score(x)`` -> (N,) one number per image (by default the mean absolute error, as in the
+  reference study).
+
+Inputs are (N, 1, H, W) float tensors in [0, 1]. At test time a model is deterministic: eval
+mode, posterior means instead of sampled latents, EMA weights where trained, and noise drawn from
+an explicit seeded generator, so a score never depends on which images share its batch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+
+from cxr_anomaly import scoring
+from cxr_anomaly.config import TrainConfig
+
+
+@dataclass
+class ModelConfig:
+    """Settings shared by every model.
+
+    Attributes:
+        map_sigma: Gaussian smoothing (pixels) of anomaly maps; 0 keeps raw per-pixel error.
+        default_score: the score ``score()`` returns when none is named.
+    """
+
+    map_sigma: float = 0.0
+    default_score: str = "l1"
+
+
+@dataclass
+class Inference:
+    """Everything a model says about a batch: reconstruction, maps and scores by name."""
+
+    reconstruction: torch.Tensor | None
+    maps: dict[str, torch.Tensor]
+    scores: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class AnomalyModel(L.LightningModule, ABC):
+    """Base of every model: a thin Lightning module around plain ``torch`` networks."""
+
+    model_name: ClassVar[str]
+    config_class: ClassVar[type[ModelConfig]]
+    has_reconstruction: ClassVar[bool] = True
+
+    def __init__(self, config: ModelConfig, train: TrainConfig | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.train_config = train or TrainConfig()
+        self.registry_name = self.model_name
+
+    # -- the interface -------------------------------------------------------------------------
+
+    @abstractmethod
+    def score_names(self) -> tuple[str, ...]:
+        """Names of the scores :meth:`infer` returns; the first is the reference score."""
+
+    @abstractmethod
+    def _infer(self, x: torch.Tensor) -> Inference:
+        """Inference on ``x`` (in [0, 1]) in eval mode without gradients; maps unsmoothed."""
+
+    @torch.no_grad()
+    def infer(self, x: torch.Tensor) -> Inference:
+        """Reconstruction, anomaly maps and image scores for ``x`` (N, 1, H, W) in [0, 1]."""
+        was_training = self.training
+        self.eval()
+        try:
+            result = self._infer(self.prepare_input(x))
+        finally:
+            self.train(was_training)
+        maps = {
+            name: scoring.smooth(value.float().contiguous(), self.config.map_sigma)
+            for name, value in result.maps.items()
+        }
+        scores = {name: value.float() for name, value in result.scores.items()}
+        recon = result.reconstruction
+        return Inference(
+            reconstruction=None if recon is None else recon.float().contiguous(),
+            maps=maps,
+            scores=scores,
+        )
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The normal-looking version of ``x`` in [0, 1], or ``None`` if the model has none."""
+        return self.infer(x).reconstruction
+
+    def anomaly_map(self, x: torch.Tensor, score: str | None = None) -> torch.Tensor:
+        """Per-pixel anomaly evidence (N, 1, H, W) for the named (or default) score."""
+        maps = self.infer(x).maps
+        return maps[self._score_name(score, maps)]
+
+    def score(self, x: torch.Tensor, score: str | None = None) -> torch.Tensor:
+        """One anomaly score per image (N,) for the named (or default) score."""
+        scores = self.infer(x).scores
+        return scores[self._score_name(score, scores)]
+
+    def _score_name(self, score: str | None, available: dict[str, torch.Tensor]) -> str:
+        name = score or self.config.default_score
+        if name not in available:
+            raise ValueError(
+                f"{self.model_name} has no score {name!r}; choose from {', '.join(available)}"
+            )
+        return name
+
+    # -- helpers shared by the models ------------------------------------------------------------
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Move ``x`` to the model's device, float32, channels-last when configured."""
+        x = x.to(self.device, torch.float32)
+        if self.train_config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def setup(self, stage: str) -> None:
+        if self.train_config.channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    @staticmethod
+    def to_signed(x: torch.Tensor) -> torch.Tensor:
+        """[0, 1] -> [-1, 1] (the networks' tanh range)."""
+        return x * 2 - 1
+
+    @staticmethod
+    def to_unit(x: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] -> [0, 1], clipped."""
+        return ((x + 1) / 2).clamp(0, 1)
+
+    def reconstruction_inference(self, x: torch.Tensor, reconstruction: torch.Tensor) -> Inference:
+        """The L1 map and score of a reconstruction (``x`` and ``reconstruction`` in [0, 1])."""
+        amap = scoring.l1_map(x.float(), reconstruction.float())
+        return Inference(
+            reconstruction=reconstruction,
+            maps={"l1": amap},
+            scores={"l1": scoring.image_score(amap)},
+        )
+
+    def extra_metadata(self) -> dict[str, Any]:
+        """Model-specific facts saved with the weights (for reports); empty by default."""
+        return {}
+
+    def batch_images(self, batch: Any) -> torch.Tensor:
+        """The image tensor of a data-loader batch (images, indices)."""
+        images = batch[0] if isinstance(batch, list | tuple) else batch
+        return self.prepare_input(images)

@@ -1,0 +1,241 @@
+"""BiGAN / EGBAD (Zenati et al., "Efficient GAN-Based Anomaly Detection", 2018).
+
+A generator G: z -> x, an encoder E: x -> z, and a discriminator over pairs (x, z) that tells
+(x, E(x)) from (G(z), z). The "paper" preset is the reference configuration at 64x64:
+encoder of 3x3 convolutions (32, 64, 128; the last two stride 2, BatchNorm, LeakyReLU 0.1) to a
+200-dimensional latent; generator from the latent through dense 1024 and 16x16x128 to two 4x4
+stride-2 transposed convolutions with tanh; joint discriminator with dropout 0.5 and an
+intermediate 1024-unit layer used for feature matching; Adam (lr 1e-5, beta1 0.5), batch 100,
+EMA of the weights (decay 0.999) used at test time.
+
+Scores: ``l1`` = mean |x - G(E(x))| (the reference study's), and ``fm`` =
+(1 - w) * l1 + w * mean |f(x, E(x)) - f(G(E(x)), E(x))| with w = ``fm_weight`` (EGBAD's
+feature-matching score; its map is the L1 map, the feature term having no spatial layout).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cxr_anomaly.config import TrainConfig
+from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig
+from cxr_anomaly.models.ema import EMA
+
+
+@dataclass
+class BiGANConfig(ModelConfig):
+    """BiGAN/EGBAD hyperparameters (defaults: the reference "paper" configuration)."""
+
+    image_size: int = 64
+    encoder_channels: tuple[int, ...] = (32, 64, 128)
+    latent_dim: int = 200
+    generator_dense: int = 1024
+    generator_channels: tuple[int, ...] = (128, 64)
+    discriminator_channels: tuple[int, ...] = (64, 64)
+    discriminator_z_units: int = 512
+    discriminator_joint_units: int = 1024
+    dropout: float = 0.5
+    lr: float = 1e-5
+    beta1: float = 0.5
+    ema_decay: float | None = 0.999
+    fm_weight: float = 0.1
+    default_score: str = "l1"
+
+
+class BiGANEncoder(nn.Module):
+    """Image -> latent z."""
+
+    def __init__(self, cfg: BiGANConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_prev = 1
+        for i, c in enumerate(cfg.encoder_channels):
+            first = i == 0
+            layers.append(nn.Conv2d(c_prev, c, 3, 1 if first else 2, 1, bias=first))
+            if not first:
+                layers.append(nn.BatchNorm2d(c))
+            layers.append(nn.LeakyReLU(0.1))
+            c_prev = c
+        side = cfg.image_size // 2 ** (len(cfg.encoder_channels) - 1)
+        layers += [nn.Flatten(), nn.Linear(c_prev * side * side, cfg.latent_dim)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class BiGANGenerator(nn.Module):
+    """Latent z -> image in [-1, 1]."""
+
+    def __init__(self, cfg: BiGANConfig) -> None:
+        super().__init__()
+        self.top = cfg.generator_channels[0]
+        self.side = cfg.image_size // 2 ** len(cfg.generator_channels)
+        units = self.top * self.side * self.side
+        self.dense = nn.Sequential(
+            nn.Linear(cfg.latent_dim, cfg.generator_dense, bias=False),
+            nn.BatchNorm1d(cfg.generator_dense),
+            nn.ReLU(),
+            nn.Linear(cfg.generator_dense, units, bias=False),
+            nn.BatchNorm1d(units),
+            nn.ReLU(),
+        )
+        channels = (*cfg.generator_channels[1:], 1)
+        layers: list[nn.Module] = []
+        c_prev = self.top
+        for i, c in enumerate(channels):
+            last = i == len(channels) - 1
+            layers.append(nn.ConvTranspose2d(c_prev, c, 4, 2, 1, bias=last))
+            if not last:
+                layers += [nn.BatchNorm2d(c), nn.ReLU()]
+            c_prev = c
+        self.ups = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.dense(z).view(-1, self.top, self.side, self.side)
+        return torch.tanh(self.ups(h))
+
+
+class BiGANDiscriminator(nn.Module):
+    """(image, latent) -> (logit, 1024-unit intermediate features used for feature matching)."""
+
+    def __init__(self, cfg: BiGANConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_prev = 1
+        for i, c in enumerate(cfg.discriminator_channels):
+            layers.append(nn.Conv2d(c_prev, c, 4, 2, 1, bias=i == 0))
+            if i > 0:
+                layers.append(nn.BatchNorm2d(c))
+            layers += [nn.LeakyReLU(0.1), nn.Dropout(cfg.dropout)]
+            c_prev = c
+        layers.append(nn.Flatten())
+        self.x_path = nn.Sequential(*layers)
+        side = cfg.image_size // 2 ** len(cfg.discriminator_channels)
+        self.z_path = nn.Sequential(
+            nn.Linear(cfg.latent_dim, cfg.discriminator_z_units),
+            nn.LeakyReLU(0.1),
+            nn.Dropout(cfg.dropout),
+        )
+        self.joint = nn.Sequential(
+            nn.Linear(
+                c_prev * side * side + cfg.discriminator_z_units, cfg.discriminator_joint_units
+            ),
+            nn.LeakyReLU(0.1),
+            nn.Dropout(cfg.dropout),
+        )
+        self.logit = nn.Linear(cfg.discriminator_joint_units, 1)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.joint(torch.cat([self.x_path(x), self.z_path(z)], dim=1))
+        return self.logit(features).squeeze(1), features
+
+
+class BiGANNets(nn.Module):
+    """The three networks together (the unit the EMA averages)."""
+
+    def __init__(self, cfg: BiGANConfig) -> None:
+        super().__init__()
+        self.encoder = BiGANEncoder(cfg)
+        self.generator = BiGANGenerator(cfg)
+        self.discriminator = BiGANDiscriminator(cfg)
+
+
+class BiGAN(AnomalyModel):
+    """EGBAD behind the shared interface; scores ``l1`` (reference) and ``fm``."""
+
+    model_name = "bigan"
+    config_class = BiGANConfig
+
+    def __init__(self, config: BiGANConfig, train: TrainConfig | None = None) -> None:
+        super().__init__(config, train)
+        self.cfg = config
+        for name, depth in (
+            ("encoder", len(config.encoder_channels) - 1),
+            ("generator", len(config.generator_channels)),
+            ("discriminator", len(config.discriminator_channels)),
+        ):
+            if config.image_size % 2**depth:
+                raise ValueError(f"image_size must be divisible by the {name}'s total stride")
+        self.nets = BiGANNets(config)
+        self.ema = EMA(self.nets, config.ema_decay) if config.ema_decay else None
+        self.automatic_optimization = False
+
+    def score_names(self) -> tuple[str, ...]:
+        return ("l1", "fm")
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        betas = (self.cfg.beta1, 0.999)
+        return [
+            torch.optim.Adam(net.parameters(), lr=self.cfg.lr, betas=betas)
+            for net in (self.nets.encoder, self.nets.generator, self.nets.discriminator)
+        ]
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        opt_e, opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined]
+        nets = self.nets
+        x = self.to_signed(self.batch_images(batch))
+        z = torch.randn(x.shape[0], self.cfg.latent_dim, device=x.device)
+        ones = torch.ones(x.shape[0], device=x.device)
+        zeros = torch.zeros_like(ones)
+        bce = F.binary_cross_entropy_with_logits
+
+        z_hat = nets.encoder(x)
+        x_gen = nets.generator(z)
+        real_logit, _ = nets.discriminator(x, z_hat.detach())
+        fake_logit, _ = nets.discriminator(x_gen.detach(), z)
+        loss_d = bce(real_logit, ones) + bce(fake_logit, zeros)
+        opt_d.zero_grad()
+        self.manual_backward(loss_d)
+        opt_d.step()
+
+        nets.discriminator.requires_grad_(False)
+        real_logit, _ = nets.discriminator(x, z_hat)
+        fake_logit, _ = nets.discriminator(x_gen, z)
+        nets.discriminator.requires_grad_(True)
+        loss_e = bce(real_logit, zeros)
+        loss_g = bce(fake_logit, ones)
+        opt_e.zero_grad()
+        opt_g.zero_grad()
+        self.manual_backward(loss_e, inputs=list(nets.encoder.parameters()))
+        self.manual_backward(loss_g, inputs=list(nets.generator.parameters()))
+        opt_e.step()
+        opt_g.step()
+        if self.ema is not None:
+            self.ema.update(nets)
+        self.log_dict(
+            {
+                "train/loss_d": loss_d.detach(),
+                "train/loss_e": loss_e.detach(),
+                "train/loss_g": loss_g.detach(),
+            },
+        )
+
+    def test_nets(self) -> BiGANNets:
+        """The networks used at test time: the EMA copy when trained with one."""
+        return self.ema.module if self.ema is not None else self.nets  # type: ignore[return-value]
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        nets = self.test_nets()
+        x = self.to_signed(self.batch_images(batch))
+        recon = nets.generator(nets.encoder(x))
+        self.log("val_loss", (recon - x).abs().mean() / 2, prog_bar=True, sync_dist=True)
+
+    def _infer(self, x: torch.Tensor) -> Inference:
+        nets = self.test_nets()
+        signed = self.to_signed(x)
+        z_hat = nets.encoder(signed)
+        recon_signed = nets.generator(z_hat)
+        result = self.reconstruction_inference(x, self.to_unit(recon_signed))
+        _, feat_real = nets.discriminator(signed, z_hat)
+        _, feat_recon = nets.discriminator(recon_signed, z_hat)
+        feature_term = (feat_real - feat_recon).abs().mean(1)
+        w = self.cfg.fm_weight
+        result.maps["fm"] = result.maps["l1"]
+        result.scores["fm"] = (1 - w) * result.scores["l1"] + w * feature_term
+        return result

@@ -1,0 +1,233 @@
+"""VAE-GAN (Larsen et al., "Autoencoding beyond pixels using a learned similarity metric", 2016).
+
+A VAE whose reconstruction loss is measured in the feature space of a GAN discriminator. The
+"paper" preset is the reference study's 64x64 configuration: encoder of three 5x5 stride-2
+convolutions (64, 128, 256) with BatchNorm and LeakyReLU(0.2), a 2048-unit dense layer, latent
+128; decoder mirrored with transposed convolutions and tanh; discriminator of 5x5 convolutions
+(32, 128, 256, 256) whose last convolutional features give the learned similarity; RMSprop at
+3e-4 (discriminator 0.1 of that), feature-reconstruction weight gamma 15, inputs in [-1, 1].
+
+Losses per step (means over elements, as in the common PyTorch port the study used):
+    discriminator: BCE(D(x), 1) + BCE(D(x~), 0) + BCE(D(G(z_p)), 0)
+    encoder:       KL(q(z|x) || N(0, I)) + encoder_feature_weight * ||Dis_l(x~) - Dis_l(x)||^2
+    decoder:       gamma * ||Dis_l(x~) - Dis_l(x)||^2 + BCE(D(x~), 1) + BCE(D(G(z_p)), 1)
+At test time the reconstruction is G(mu(x)), the posterior mean, in eval mode.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cxr_anomaly.config import TrainConfig
+from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig
+
+
+@dataclass
+class VAEGANConfig(ModelConfig):
+    """VAE-GAN hyperparameters (defaults: the reference "paper" configuration)."""
+
+    image_size: int = 64
+    encoder_channels: tuple[int, ...] = (64, 128, 256)
+    dense_units: int = 2048
+    latent_dim: int = 128
+    discriminator_channels: tuple[int, ...] = (32, 128, 256, 256)
+    discriminator_dense: int = 512
+    lr: float = 3e-4
+    discriminator_lr_ratio: float = 0.1
+    gamma: float = 15.0
+    encoder_feature_weight: float = 5.0
+    kl_weight: float = 1.0
+
+
+def _conv_block(c_in: int, c_out: int, stride: int, slope: float, norm: bool = True) -> nn.Module:
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 5, stride, 2, bias=not norm)]
+    if norm:
+        layers.append(nn.BatchNorm2d(c_out))
+    layers.append(nn.LeakyReLU(slope) if slope > 0 else nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def _up_block(c_in: int, c_out: int) -> nn.Module:
+    return nn.Sequential(
+        nn.ConvTranspose2d(c_in, c_out, 5, 2, 2, output_padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(),
+    )
+
+
+class VAEGANEncoder(nn.Module):
+    """Image -> (mu, logvar)."""
+
+    def __init__(self, cfg: VAEGANConfig) -> None:
+        super().__init__()
+        channels = (1, *cfg.encoder_channels)
+        self.convs = nn.Sequential(
+            *(_conv_block(a, b, 2, 0.2) for a, b in itertools.pairwise(channels))
+        )
+        side = cfg.image_size // 2 ** len(cfg.encoder_channels)
+        self.dense = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(channels[-1] * side * side, cfg.dense_units, bias=False),
+            nn.BatchNorm1d(cfg.dense_units),
+            nn.LeakyReLU(0.2),
+        )
+        self.mu = nn.Linear(cfg.dense_units, cfg.latent_dim)
+        self.logvar = nn.Linear(cfg.dense_units, cfg.latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.dense(self.convs(x))
+        return self.mu(h), self.logvar(h)
+
+
+class VAEGANDecoder(nn.Module):
+    """Latent -> image in [-1, 1] (the encoder mirrored with transposed convolutions)."""
+
+    def __init__(self, cfg: VAEGANConfig) -> None:
+        super().__init__()
+        top = cfg.encoder_channels[-1]
+        self.side = cfg.image_size // 2 ** len(cfg.encoder_channels)
+        self.top = top
+        self.dense = nn.Sequential(
+            nn.Linear(cfg.latent_dim, top * self.side * self.side, bias=False),
+            nn.BatchNorm1d(top * self.side * self.side),
+            nn.ReLU(),
+        )
+        channels = (*cfg.encoder_channels[::-1], cfg.encoder_channels[0] // 2)
+        self.ups = nn.Sequential(*(_up_block(a, b) for a, b in itertools.pairwise(channels)))
+        self.out = nn.Conv2d(channels[-1], 1, 5, 1, 2)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.dense(z).view(-1, self.top, self.side, self.side)
+        return torch.tanh(self.out(self.ups(h)))
+
+
+class VAEGANDiscriminator(nn.Module):
+    """Image -> (real/fake logit, features of the last convolution: the learned similarity)."""
+
+    def __init__(self, cfg: VAEGANConfig) -> None:
+        super().__init__()
+        first, *rest = cfg.discriminator_channels
+        layers = [_conv_block(1, first, 1, 0.0, norm=False)]
+        channels = (first, *rest)
+        layers += [_conv_block(a, b, 2, 0.0) for a, b in itertools.pairwise(channels)]
+        self.features = nn.Sequential(*layers)
+        side = cfg.image_size // 2 ** len(rest)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(channels[-1] * side * side, cfg.discriminator_dense, bias=False),
+            nn.BatchNorm1d(cfg.discriminator_dense),
+            nn.ReLU(),
+            nn.Linear(cfg.discriminator_dense, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(x)
+        return self.head(features).squeeze(1), features
+
+
+class VAEGAN(AnomalyModel):
+    """VAE-GAN behind the shared interface; scores: ``l1`` (reference) and ``feature``."""
+
+    model_name = "vaegan"
+    config_class = VAEGANConfig
+
+    def __init__(self, config: VAEGANConfig, train: TrainConfig | None = None) -> None:
+        super().__init__(config, train)
+        self.cfg = config
+        if config.image_size % 2 ** len(
+            config.discriminator_channels[1:]
+        ) or config.image_size % 2 ** len(config.encoder_channels):
+            raise ValueError("image_size must be divisible by the networks' total stride")
+        self.encoder = VAEGANEncoder(config)
+        self.decoder = VAEGANDecoder(config)
+        self.discriminator = VAEGANDiscriminator(config)
+        self.automatic_optimization = False
+
+    def score_names(self) -> tuple[str, ...]:
+        return ("l1", "feature")
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        lr = self.cfg.lr
+        return [
+            torch.optim.RMSprop(self.encoder.parameters(), lr=lr),
+            torch.optim.RMSprop(self.decoder.parameters(), lr=lr),
+            torch.optim.RMSprop(
+                self.discriminator.parameters(), lr=lr * self.cfg.discriminator_lr_ratio
+            ),
+        ]
+
+    def _losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, logvar = self.encoder(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        x_tilde = self.decoder(z)
+        x_prior = self.decoder(torch.randn_like(mu))
+        kl = -0.5 * torch.mean(1 + logvar - mu.square() - logvar.exp())
+        return {"mu": mu, "x_tilde": x_tilde, "x_prior": x_prior, "kl": kl}
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        opt_e, opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined]
+        x = self.to_signed(self.batch_images(batch))
+        out = self._losses(x)
+        x_tilde, x_prior = out["x_tilde"], out["x_prior"]
+        ones = torch.ones(x.shape[0], device=x.device)
+        zeros = torch.zeros_like(ones)
+        bce = F.binary_cross_entropy_with_logits
+
+        # Discriminator: real vs reconstructed and prior samples.
+        d_real, _ = self.discriminator(x)
+        d_tilde, _ = self.discriminator(x_tilde.detach())
+        d_prior, _ = self.discriminator(x_prior.detach())
+        loss_d = bce(d_real, ones) + bce(d_tilde, zeros) + bce(d_prior, zeros)
+        opt_d.zero_grad()
+        self.manual_backward(loss_d)
+        opt_d.step()
+
+        # Encoder and decoder through the (just updated, frozen) discriminator's features.
+        self.discriminator.requires_grad_(False)
+        _, feat_real = self.discriminator(x)
+        logit_tilde, feat_tilde = self.discriminator(x_tilde)
+        logit_prior, _ = self.discriminator(x_prior)
+        self.discriminator.requires_grad_(True)
+        feature_loss = F.mse_loss(feat_tilde, feat_real.detach())
+        gan_g = bce(logit_tilde, ones) + bce(logit_prior, ones)
+        loss_e = self.cfg.kl_weight * out["kl"] + self.cfg.encoder_feature_weight * feature_loss
+        loss_g = self.cfg.gamma * feature_loss + gan_g
+        opt_e.zero_grad()
+        opt_g.zero_grad()
+        self.manual_backward(loss_e, inputs=list(self.encoder.parameters()), retain_graph=True)
+        self.manual_backward(loss_g, inputs=list(self.decoder.parameters()))
+        opt_e.step()
+        opt_g.step()
+        self.log_dict(
+            {
+                "train/loss_d": loss_d.detach(),
+                "train/kl": out["kl"].detach(),
+                "train/feature": feature_loss.detach(),
+                "train/gan_g": gan_g.detach(),
+                "train/pixel_l1": (x_tilde.detach() - x).abs().mean(),
+            },
+            prog_bar=False,
+        )
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x = self.to_signed(self.batch_images(batch))
+        mu, _ = self.encoder(x)
+        recon = self.decoder(mu)
+        self.log("val_loss", (recon - x).abs().mean() / 2, prog_bar=True, sync_dist=True)
+
+    def _infer(self, x: torch.Tensor) -> Inference:
+        signed = self.to_signed(x)
+        mu, _ = self.encoder(signed)
+        recon_signed = self.decoder(mu)
+        result = self.reconstruction_inference(x, self.to_unit(recon_signed))
+        _, feat_real = self.discriminator(signed)
+        _, feat_recon = self.discriminator(recon_signed)
+        result.maps["feature"] = result.maps["l1"]
+        result.scores["feature"] = (feat_real - feat_recon).abs().flatten(1).mean(1)
+        return result

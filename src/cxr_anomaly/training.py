@@ -1,0 +1,119 @@
+"""Train one model on the normal images of one dataset and save it as a run folder.
+
+A run folder holds ``config.yaml`` (the full run config), ``splits.csv`` (the split manifest),
+``checkpoints/`` (Lightning checkpoints for ``--resume``), ``logs/`` (CSV losses; TensorBoard
+when installed) and, once training ends, ``model.safetensors`` + ``model.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Timer
+
+from cxr_anomaly import atomic
+from cxr_anomaly.checkpoint import ModelMetadata, save_model
+from cxr_anomaly.config import ConfigError, RunConfig, load_yaml, to_yaml
+from cxr_anomaly.data.datamodule import CxrDataModule, PreparedData
+from cxr_anomaly.engine import build_trainer, resolve_precision
+from cxr_anomaly.models.base import AnomalyModel
+from cxr_anomaly.models.registry import build_model
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+SPLITS_FILE = "splits.csv"
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+@dataclass
+class TrainResult:
+    """A finished training run."""
+
+    run_dir: Path
+    model: AnomalyModel
+    data: PreparedData
+    seconds: float
+    epochs: int
+    steps: int
+
+
+def _check_run_dir(config: RunConfig, run_dir: Path, resume: bool) -> None:
+    saved = run_dir / CONFIG_FILE
+    if resume:
+        if not saved.is_file():
+            raise ConfigError(f"{run_dir}: nothing to resume (no {CONFIG_FILE})")
+        if RunConfig.from_dict(load_yaml(saved)).to_dict() != config.to_dict():
+            raise ConfigError(
+                f"{run_dir}: --resume needs the same settings as the interrupted run (see {saved})"
+            )
+    elif saved.exists():
+        raise ConfigError(f"{run_dir} already holds a run: use --resume or another --out")
+
+
+def train(
+    config: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True
+) -> TrainResult:
+    """Train ``config.model`` and write the run folder ``run_dir``.
+
+    Args:
+        config: model, data and training settings.
+        run_dir: the run folder (created).
+        resume: continue an interrupted run in ``run_dir`` from its last epoch checkpoint.
+        progress: show progress bars.
+    """
+    run_dir = Path(run_dir)
+    _check_run_dir(config, run_dir, resume)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = PreparedData(config.data)
+    atomic.write_text(run_dir / CONFIG_FILE, to_yaml(config))
+    data.splits.write_csv(run_dir / SPLITS_FILE)
+
+    L.seed_everything(config.train.seed, workers=True, verbose=False)
+    model = build_model(config.model, config.model_params, config.train)
+    datamodule = CxrDataModule(
+        data, config.train.batch_size, seed=config.train.seed, num_workers=config.train.num_workers
+    )
+    has_validation = len(data.splits.samples("val_normal")) > 0
+    timer = Timer()
+    trainer = build_trainer(config.train, run_dir, has_validation, progress, [timer])
+    checkpoint = run_dir / LAST_CHECKPOINT
+    ckpt_path = str(checkpoint) if resume and checkpoint.is_file() else None
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    seconds = timer.time_elapsed("train") or time.perf_counter() - start
+    result = TrainResult(
+        run_dir=run_dir,
+        model=model,
+        data=data,
+        seconds=seconds,
+        epochs=trainer.current_epoch,
+        steps=trainer.global_step,
+    )
+    if trainer.is_global_zero:
+        save_model(model, run_dir, _metadata(config, result, trainer))
+    return result
+
+
+def _metadata(config: RunConfig, result: TrainResult, trainer: L.Trainer) -> ModelMetadata:
+    protocol = result.data.protocol
+    return ModelMetadata(
+        model=config.model,
+        model_params=asdict(result.model.config),
+        train=asdict(config.train),
+        data=asdict(config.data),
+        protocol={"name": protocol.name, "description": protocol.description},
+        training={
+            "epochs": result.epochs,
+            "steps": result.steps,
+            "seconds": round(result.seconds, 2),
+            "precision": resolve_precision(config.train.precision, config.train.accelerator),
+            "devices": trainer.num_devices,
+            "num_nodes": trainer.num_nodes,
+            "n_train_images": len(result.data.splits.samples("train")),
+        },
+    )
