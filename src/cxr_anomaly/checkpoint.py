@@ -11,15 +11,16 @@ import json
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from cxr_anomaly import __version__, atomic
 from cxr_anomaly.config import DataConfig, TrainConfig, from_dict
-from cxr_anomaly.models.base import AnomalyModel
-from cxr_anomaly.models.registry import build_model
+
+if TYPE_CHECKING:
+    from cxr_anomaly.models.base import AnomalyModel
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -100,6 +101,8 @@ def write_metadata(run_dir: Path, metadata: ModelMetadata) -> None:
 
 def load_weights(run_dir: Path, metadata: ModelMetadata | None = None) -> AnomalyModel:
     """The trained model of ``run_dir`` in eval mode on the CPU."""
+    from cxr_anomaly.models.registry import build_model
+
     metadata = metadata or read_metadata(run_dir)
     train = from_dict(TrainConfig, metadata.train)
     model = build_model(metadata.model, metadata.model_params, train)

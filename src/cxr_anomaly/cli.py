@@ -10,35 +10,39 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from cxr_anomaly import __version__
-from cxr_anomaly.checkpoint import CheckpointError
 from cxr_anomaly.config import (
+    BUILTIN_MODELS,
     ConfigError,
     DataConfig,
     RunConfig,
-    load_preset,
-    merge,
+    build_run_config,
 )
 from cxr_anomaly.data.images import ImageReadError
 from cxr_anomaly.data.sources import DataSourceError
 from cxr_anomaly.data.splits import SplitError, SplitResult
-from cxr_anomaly.models.registry import model_names
 
 log = logging.getLogger("cxr_anomaly")
 
-USER_ERRORS = (ConfigError, DataSourceError, SplitError, CheckpointError, ImageReadError)
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors that are the user's to fix: shown as one line, exit code 2."""
+    from cxr_anomaly.checkpoint import CheckpointError
+
+    return (ConfigError, DataSourceError, SplitError, CheckpointError, ImageReadError)
 
 
 # -- argument groups -----------------------------------------------------------------------------
 
 
-def _add_data_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
+def _add_data_args(
+    parser: argparse.ArgumentParser, required: bool = False, seed_alias: bool = False
+) -> None:
     group = parser.add_argument_group("data")
     group.add_argument(
         "--data",
@@ -50,7 +54,10 @@ def _add_data_args(parser: argparse.ArgumentParser, required: bool = False) -> N
     )
     group.add_argument("--protocol", help="split protocol (default: the source's own)")
     group.add_argument("--size", type=int, default=64, help="image size in pixels (32-256)")
-    group.add_argument("--split-seed", type=int, default=0, help="seed of the patient split")
+    seed_flags = ("--split-seed", "--seed") if seed_alias else ("--split-seed",)
+    group.add_argument(
+        *seed_flags, dest="split_seed", type=int, default=0, help="seed of the patient split"
+    )
     group.add_argument("--split-file", help="split file for RSNA --protocol medianomaly")
     group.add_argument(
         "--normal-class",
@@ -118,18 +125,14 @@ def _set_overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
 
 
 def run_config_from_args(model: str, args: argparse.Namespace) -> RunConfig:
-    """The run config of ``train``/``benchmark``: preset, then command-line overrides."""
-    raw = load_preset(model, args.preset)
-    train_overrides: dict[str, Any] = _trainer_overrides(args)
+    """The run config of ``train``: preset, then command-line overrides."""
+    train_overrides = _trainer_overrides(args)
     for key, attr in (("max_epochs", "epochs"), ("batch_size", "batch_size"), ("seed", "seed")):
         if getattr(args, attr, None) is not None:
             train_overrides[key] = getattr(args, attr)
-    raw = merge(raw, {"train": train_overrides, "model_params": _set_overrides(args.set)})
-    data = _data_config(args)
-    raw["data"] = {**raw.get("data", {}), **asdict(data)}
-    # The networks' input size always follows the data's image size.
-    raw["model_params"] = {**raw.get("model_params", {}), "image_size": data.size}
-    return RunConfig.from_dict(raw)
+    return build_run_config(
+        model, args.preset, _data_config(args), train_overrides, _set_overrides(args.set)
+    )
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -196,10 +199,99 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scoring_options(args: argparse.Namespace) -> Any:
+    from cxr_anomaly.evaluation import ScoringOptions
+
+    hardware = _trainer_overrides(args)
+    return ScoringOptions(
+        batch_size=args.score_batch_size,
+        accelerator=hardware.get("accelerator", "auto"),
+        devices=hardware.get("devices", 1),
+        num_nodes=hardware.get("num_nodes", 1),
+        strategy=hardware.get("strategy", "auto"),
+        progress=not args.quiet,
+    )
+
+
+def _print_results(results: dict[str, Any], out: Path) -> None:
+    from cxr_anomaly.study import REPORT_FILE, RESULTS_FILE, text_table
+
+    print(f"{results['protocol']['name']}: {results['protocol']['description']}")
+    print(f"split: {results['split']}, image size {results['image_size']}")
+    print(text_table(results))
+    print(f"results: {out / RESULTS_FILE}\nreport:  {out / REPORT_FILE}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from cxr_anomaly.pipeline import StudyOptions, evaluate_run
+
+    run_dir = Path(args.run_dir)
+    out = (
+        Path(args.out)
+        if args.out
+        else run_dir / f"eval-{'external' if args.external else args.split}"
+    )
+    options = StudyOptions(
+        out=out, split=args.split, scoring=_scoring_options(args), command=_command_line()
+    )
+    data = _data_config(args) if args.data else None
+    results = evaluate_run(run_dir, options, data, external=args.external)
+    _print_results(results, out)
+    return 0
+
+
+def _benchmark(args: argparse.Namespace, models: Sequence[str]) -> int:
+    from cxr_anomaly.pipeline import BenchmarkOptions, run_benchmark
+
+    train_overrides = _trainer_overrides(args)
+    if args.epochs is not None:
+        train_overrides["max_epochs"] = args.epochs
+    if args.seed is not None:
+        train_overrides["seed"] = args.seed
+    out = Path(args.out)
+    options = BenchmarkOptions(
+        out=out,
+        split=args.split,
+        scoring=_scoring_options(args),
+        command=_command_line(),
+        models=tuple(models),
+        data=_data_config(args),
+        preset=args.preset,
+        train_overrides=train_overrides,
+        progress=not args.quiet,
+    )
+    _print_results(run_benchmark(options), out)
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from cxr_anomaly.models.registry import model_names
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(models) - set(model_names()))
+    if unknown:
+        raise ConfigError(
+            f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(model_names())}"
+        )
+    return _benchmark(args, models)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cxr_anomaly.pipeline import DEMO_MODELS
+
+    return _benchmark(args, list(DEMO_MODELS))
+
+
+def _command_line() -> str:
+    return " ".join(["cxr-anomaly", *sys.argv[1:]])
+
+
 def cmd_phantoms(args: argparse.Namespace) -> int:
     from cxr_anomaly.data.phantom_gallery import save_phantom_gallery
 
-    path = save_phantom_gallery(Path(args.out), size=args.size, seed=args.seed)
+    path = save_phantom_gallery(
+        Path(args.out), size=args.size, seed=args.seed, difficulty=args.difficulty
+    )
     print(f"wrote {path}")
     return 0
 
@@ -218,17 +310,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     split = commands.add_parser("split", help="compute patient-level splits from labels alone")
-    _add_data_args(split)
+    _add_data_args(split, seed_alias=True)
     split.add_argument("--json", action="store_true", help="print JSON instead of a table")
     split.add_argument("--out", help="also write the split manifest CSV here")
     split.set_defaults(func=cmd_split)
 
     prepare = commands.add_parser("prepare", help="preprocess images into the on-disk cache")
-    _add_data_args(prepare)
+    _add_data_args(prepare, seed_alias=True)
     prepare.set_defaults(func=cmd_prepare)
 
     train = commands.add_parser("train", help="train one model on normal images")
-    train.add_argument("model", choices=model_names())
+    train.add_argument("model", help=f"model name: {', '.join(BUILTIN_MODELS)}")
     train.add_argument("--out", required=True, help="run folder to create")
     train.add_argument("--preset", default="quick", help="quick | paper | a YAML file")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
@@ -242,10 +334,45 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trainer_args(train)
     train.set_defaults(func=cmd_train)
 
+    evaluate = commands.add_parser("evaluate", help="evaluate a trained model")
+    evaluate.add_argument("run_dir", help="a run folder written by train or benchmark")
+    evaluate.add_argument("--out", help="output folder (default: RUN_DIR/eval-SPLIT)")
+    evaluate.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    evaluate.add_argument(
+        "--external", action="store_true", help="every image of --data is test data"
+    )
+    evaluate.add_argument("--score-batch-size", type=int, default=64)
+    _add_data_args(evaluate)
+    evaluate.set_defaults(data=None)
+    _add_trainer_args(evaluate)
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    for name, helptext in (
+        ("benchmark", "train several models and compare them on one test split"),
+        ("demo", "the main job: benchmark all models on the built-in synthetic data"),
+    ):
+        sub = commands.add_parser(name, help=helptext)
+        if name == "benchmark":
+            sub.add_argument(
+                "--models",
+                default="bigan,vaegan,anoddpm-gaussian,anoddpm-simplex",
+                help="comma-separated model names",
+            )
+        sub.add_argument("--out", default=f"runs/{name}", help="output folder")
+        sub.add_argument("--preset", default="quick", help="quick | paper | a YAML file")
+        sub.add_argument("--split", default="test", help="split to evaluate (default: test)")
+        sub.add_argument("--epochs", type=int, help="override every preset's max_epochs")
+        sub.add_argument("--seed", type=int, help="training seed")
+        sub.add_argument("--score-batch-size", type=int, default=64)
+        _add_data_args(sub)
+        _add_trainer_args(sub)
+        sub.set_defaults(func=cmd_benchmark if name == "benchmark" else cmd_demo)
+
     phantoms = commands.add_parser("phantoms", help="save a figure of the synthetic phantoms")
     phantoms.add_argument("--out", default="docs/phantoms.png")
     phantoms.add_argument("--size", type=int, default=128)
     phantoms.add_argument("--seed", type=int, default=0)
+    phantoms.add_argument("--difficulty", type=float, default=0.5, help="0 obvious .. 1 subtle")
     phantoms.set_defaults(func=cmd_phantoms)
     return parser
 
@@ -262,9 +389,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose, args.quiet)
     try:
         return int(args.func(args))
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as err:
+        if isinstance(err, _user_errors()):
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        raise

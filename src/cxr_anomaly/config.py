@@ -21,6 +21,8 @@ import yaml
 T = TypeVar("T")
 
 PRESET_NAMES = ("quick", "paper")
+# The built-in models (the registry may hold more); listed here so the CLI starts fast.
+BUILTIN_MODELS = ("bigan", "vaegan", "anoddpm-gaussian", "anoddpm-simplex")
 
 
 class ConfigError(ValueError):
@@ -236,6 +238,23 @@ def load_preset(model: str, preset: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: preset is for model {preset_model!r}, not {model!r}")
     raw["model"] = model
     return raw
+
+
+def build_run_config(
+    model: str,
+    preset: str,
+    data: DataConfig,
+    train_overrides: dict[str, Any] | None = None,
+    model_overrides: dict[str, Any] | None = None,
+) -> RunConfig:
+    """A run config: the preset, then overrides; the network size follows ``data.size``."""
+    raw = merge(
+        load_preset(model, preset),
+        {"train": train_overrides or {}, "model_params": model_overrides or {}},
+    )
+    raw["data"] = asdict(data)
+    raw["model_params"] = {**raw.get("model_params", {}), "image_size": data.size}
+    return RunConfig.from_dict(raw)
 
 
 def to_yaml(config: RunConfig) -> str:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.callbacks import Callback, Timer
 
 from cxr_anomaly import atomic
 from cxr_anomaly.checkpoint import ModelMetadata, save_model
@@ -56,7 +56,11 @@ def _check_run_dir(config: RunConfig, run_dir: Path, resume: bool) -> None:
 
 
 def train(
-    config: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True
+    config: RunConfig,
+    run_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: list[Callback] | None = None,
 ) -> TrainResult:
     """Train ``config.model`` and write the run folder ``run_dir``.
 
@@ -65,6 +69,7 @@ def train(
         run_dir: the run folder (created).
         resume: continue an interrupted run in ``run_dir`` from its last epoch checkpoint.
         progress: show progress bars.
+        callbacks: extra Lightning callbacks.
     """
     run_dir = Path(run_dir)
     _check_run_dir(config, run_dir, resume)
@@ -80,7 +85,9 @@ def train(
     )
     has_validation = len(data.splits.samples("val_normal")) > 0
     timer = Timer()
-    trainer = build_trainer(config.train, run_dir, has_validation, progress, [timer])
+    trainer = build_trainer(
+        config.train, run_dir, has_validation, progress, [timer, *(callbacks or [])]
+    )
     checkpoint = run_dir / LAST_CHECKPOINT
     ckpt_path = str(checkpoint) if resume and checkpoint.is_file() else None
     start = time.perf_counter()

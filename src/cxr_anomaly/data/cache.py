@@ -100,11 +100,13 @@ def _init_worker(source: DataSource, size: int, options: ReadOptions) -> None:
 def _prepare_row(row: int, sample: Sample) -> _RowResult:
     source: DataSource = _WORKER["source"]
     size: int = _WORKER["size"]
+    fingerprint = None
     try:
         fingerprint = _fingerprint(sample.path)
         loaded = source.load(sample, size, _WORKER["options"])
     except (ImageReadError, DataSourceError, OSError) as err:
-        return _RowResult(row, None, None, None, str(err))
+        # The fingerprint of a failed file is kept too: it is retried only once it changes.
+        return _RowResult(row, None, None, fingerprint, str(err))
     image = np.round(np.clip(loaded.image, 0.0, 1.0) * _UINT16_MAX).astype(np.uint16)
     mask = None if loaded.mask is None else np.packbits(loaded.mask.astype(bool), axis=-1)
     return _RowResult(row, image, mask, fingerprint, None)
@@ -255,11 +257,15 @@ class ImageCache:
             self._create()
             state = self._load_state()
             errors = self._errors()
+            before = {key: value.copy() for key, value in state.items()}
             for row in wanted:
                 if (state["done"][row] or state["failed"][row]) and self._stale(row, state):
                     state["done"][row] = state["failed"][row] = False
                     errors.pop(self.samples[row].sample_id, None)
+            if any(not np.array_equal(before[k], state[k]) for k in state):
+                self._save_state(state)  # refreshed fingerprints of touched, unchanged files
             todo = [r for r in wanted if not state["done"][r] and not state["failed"][r]]
+            self._check_files_exist(todo)
             reused = len(wanted) - len(todo)
             processed = self._process(todo, state, errors, workers, progress, on_chunk)
         failed = {
@@ -277,6 +283,16 @@ class ImageCache:
         )
         log.info("cache %s: %s", self.directory, report)
         return report
+
+    def _check_files_exist(self, todo: list[int]) -> None:
+        """Refuse early, with one clear message, when none of the files to prepare exists."""
+        paths = [self.samples[r].path for r in todo]
+        if paths and all(p is not None and not p.exists() for p in paths):
+            example = paths[0]
+            raise DataSourceError(
+                f"none of the {len(paths)} image files to prepare exists (e.g. {example}); "
+                "is the dataset folder complete?"
+            )
 
     def _process(
         self,
@@ -314,12 +330,19 @@ class ImageCache:
                 )
                 results = pool.imap(_prepare_chunk, chunks)
             for chunk_results in results:
-                for result in chunk_results:
-                    self._store(result, images, masks, state, errors)
+                failures = sum(self._store(r, images, masks, state, errors) for r in chunk_results)
+                if failures:
+                    example = next(r for r in chunk_results if r.error is not None)
+                    log.warning(
+                        "%d image(s) could not be prepared, e.g. %s",
+                        failures,
+                        example.error,
+                    )
                 images.flush()
                 masks.flush()
                 self._save_state(state)
-                atomic.write_text(self.directory / "errors.json", json.dumps(errors, indent=1))
+                if failures:
+                    atomic.write_text(self.directory / "errors.json", json.dumps(errors, indent=1))
                 done += len(chunk_results)
                 bar.update(len(chunk_results))
                 if on_chunk is not None:
@@ -333,22 +356,24 @@ class ImageCache:
         masks: np.ndarray,
         state: dict[str, np.ndarray],
         errors: dict[str, str],
-    ) -> None:
+    ) -> bool:
+        """Store one row's result; return whether it failed."""
         row = result.row
-        if result.error is not None or result.image is None:
-            state["failed"][row] = True
-            errors[self.samples[row].sample_id] = result.error or "unknown error"
-            log.warning("cannot prepare %s: %s", self.samples[row].sample_id, result.error)
-            return
-        images[row] = result.image
-        state["has_mask"][row] = result.mask is not None
-        if result.mask is not None:
-            masks[row] = result.mask
         if result.fingerprint is not None:
             state["file_size"][row] = result.fingerprint.size
             state["file_mtime_ns"][row] = result.fingerprint.mtime_ns
             state["file_digest"][row] = result.fingerprint.digest
+        if result.error is not None or result.image is None:
+            state["failed"][row] = True
+            errors[self.samples[row].sample_id] = result.error or "unknown error"
+            log.debug("cannot prepare %s: %s", self.samples[row].sample_id, result.error)
+            return True
+        images[row] = result.image
+        state["has_mask"][row] = result.mask is not None
+        if result.mask is not None:
+            masks[row] = result.mask
         state["done"][row] = True
+        return False
 
     def status(self) -> dict[str, np.ndarray]:
         """The saved per-row state (``done``, ``failed``, ``has_mask``...)."""

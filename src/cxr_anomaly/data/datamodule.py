@@ -52,12 +52,12 @@ class SplitView:
     def classes(self) -> list[str]:
         return [s.image_class for s in self.samples]
 
-    def images(self, indices: Sequence[int] | None = None) -> np.ndarray:
+    def images(self, indices: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """Images (N, 1, S, S) float32 in [0, 1]."""
         rows = self.rows if indices is None else self.rows[np.asarray(indices, dtype=np.int64)]
         return self.cache.images(rows)[:, None]
 
-    def masks(self, indices: Sequence[int] | None = None) -> np.ndarray:
+    def masks(self, indices: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """Masks (N, S, S) bool; all False where none is known."""
         rows = self.rows if indices is None else self.rows[np.asarray(indices, dtype=np.int64)]
         return self.cache.masks(rows)

@@ -2,7 +2,9 @@
 
 Each sub-folder of the root is a class; its images are found recursively. Patient ids come from
 the file name stem through a regex with a ``patient`` group, so that images of one patient stay
-in one split (ZhangLab: ``IM-0115-0001`` -> ``IM-0115``, ``person1_virus_6`` -> ``person1``).
+in one split (ZhangLab: ``IM-0115-0001`` and ``IM-0429-0001-0002`` -> ``IM-0115``, ``IM-0429``;
+``person1_virus_6`` and ``person447_virus_921_1`` -> ``person1``, ``person447``; NIH
+``00000001_000`` -> ``00000001``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from cxr_anomaly.data.records import ABNORMAL, NORMAL, Sample
 from cxr_anomaly.data.sources import DataSource, DataSourceError
 from cxr_anomaly.data.splits import Protocol
 
-DEFAULT_PATIENT_PATTERN = r"^(?P<patient>.+?)(?:[-_]\d+|_[A-Za-z]+_\d+)$"
+# The patient id is the shortest prefix ending in a number that is followed only by numbered
+# parts (``-0001-0002``, ``_000``) and at most one ``_virus_921_1``-style suffix.
+DEFAULT_PATIENT_PATTERN = (
+    r"^(?P<patient>(?:.*?[A-Za-z][-_]?)?\d+)(?:[-_]\d+)*(?:_[A-Za-z]+(?:_\d+)+)?$"
+)
 
 HOLDOUT_DESCRIPTION = (
     "patient-level holdout: 65% of normal patients train (15% of them normal validation); "

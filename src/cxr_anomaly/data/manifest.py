@@ -16,11 +16,11 @@ from typing import Any
 from cxr_anomaly.data.folder import holdout_protocol
 from cxr_anomaly.data.records import ABNORMAL, NORMAL, Sample
 from cxr_anomaly.data.sources import DataSource, DataSourceError
-from cxr_anomaly.data.splits import Protocol
+from cxr_anomaly.data.splits import SPLITS, Protocol
 
 
-def _parse_label(value: str, where: str) -> int:
-    text = value.strip().lower()
+def _parse_label(value: str | None, where: str) -> int:
+    text = (value or "").strip().lower()
     if text in {"0", "normal"}:
         return NORMAL
     if text in {"1", "abnormal"} or (text and not text.isdigit()):
@@ -41,7 +41,8 @@ class ManifestSource(DataSource):
     @cached_property
     def _rows(self) -> list[dict[str, str]]:
         try:
-            with open(self.csv_path, newline="") as handle:
+            # utf-8-sig: spreadsheet programs often start a CSV with a byte-order mark.
+            with open(self.csv_path, newline="", encoding="utf-8-sig") as handle:
                 reader = csv.DictReader(handle)
                 rows = list(reader)
                 columns = set(reader.fieldnames or ())
@@ -54,6 +55,15 @@ class ManifestSource(DataSource):
             )
         if not rows:
             raise DataSourceError(f"{self.csv_path}: the manifest lists no images")
+        for line, row in enumerate(rows, start=2):
+            if not (row.get("full_path") or "").strip():
+                raise DataSourceError(f"{self.csv_path}:{line}: empty full_path")
+            split = (row.get("split") or "").strip()
+            if split and split not in SPLITS:
+                raise DataSourceError(
+                    f"{self.csv_path}:{line}: split must be one of {', '.join(SPLITS)} "
+                    f"(or empty), got {split!r}"
+                )
         return rows
 
     def _path(self, value: str) -> Path:
@@ -66,7 +76,7 @@ class ManifestSource(DataSource):
         for line, row in enumerate(self._rows, start=2):
             where = f"{self.csv_path}:{line}"
             label = _parse_label(row["label"], where)
-            raw_label = row["label"].strip()
+            raw_label = (row["label"] or "").strip()
             default_class = "normal" if label == NORMAL else "abnormal"
             image_class = (row.get("class") or "").strip() or (
                 raw_label if not raw_label.isdigit() else default_class

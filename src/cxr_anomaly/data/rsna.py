@@ -34,12 +34,17 @@ def _find(root: Path, name: str) -> Path | None:
     return None
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
+def _read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
     try:
         with open(path, newline="") as handle:
-            return list(csv.DictReader(handle))
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            missing = set(columns) - set(reader.fieldnames or ())
     except (OSError, csv.Error, UnicodeDecodeError) as err:
         raise DataSourceError(f"{path}: cannot read RSNA label file: {err}") from err
+    if missing:
+        raise DataSourceError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    return rows
 
 
 def read_medianomaly_split(path: Path) -> dict[str, str]:
@@ -82,10 +87,10 @@ class RsnaSource(DataSource):
     @cached_property
     def _samples(self) -> list[Sample]:
         classes: dict[str, str] = {}
-        for row in _read_csv(self.classes_file):
+        for row in _read_csv(self.classes_file, ("patientId", "class")):
             classes.setdefault(row["patientId"], row["class"])
         boxes: dict[str, list[Box]] = defaultdict(list)
-        for row in _read_csv(self.labels_file):
+        for row in _read_csv(self.labels_file, ("patientId", "Target")):
             if row.get("Target") == "1" and row.get("x"):
                 boxes[row["patientId"]].append(
                     Box(float(row["x"]), float(row["y"]), float(row["width"]), float(row["height"]))

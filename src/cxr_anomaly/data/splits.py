@@ -202,6 +202,7 @@ def make_splits(samples: Iterable[Sample], protocol: Protocol, seed: int = 0) ->
         >>> source = open_source(DataConfig(spec="rsna:/data/rsna"))  # doctest: +SKIP
         >>> result = make_splits(source.samples(), source.protocol("seed"))  # doctest: +SKIP
     """
+    samples = list(samples)
     included = [s for s in samples if protocol.includes(s)]
     if not included:
         raise SplitError(f"protocol {protocol.name!r} keeps no image of this dataset")
@@ -211,9 +212,12 @@ def make_splits(samples: Iterable[Sample], protocol: Protocol, seed: int = 0) ->
     if protocol.fixed is not None:
         by_patient = _assign_fixed(included, protocol.fixed, protocol, seed)
     else:
-        abnormal = {s.patient_id for s in included if not s.is_normal}
-        normal = {s.patient_id for s in included} - abnormal
-        by_patient = _assign_random(normal, abnormal, protocol, seed)
+        # A patient with any abnormal image, even one of a class the protocol leaves out, is
+        # never a normal (trainable) patient.
+        any_abnormal = {s.patient_id for s in samples if not s.is_normal}
+        patients = {s.patient_id for s in included}
+        normal = patients - any_abnormal
+        by_patient = _assign_random(normal, patients - normal, protocol, seed)
     entries = [SplitEntry(s, by_patient[s.patient_id]) for s in included]
     order = {name: i for i, name in enumerate(SPLITS)}
     entries.sort(key=lambda e: (order[e.split], e.sample.sample_id))

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cxr_anomaly.config import ConfigError, TrainConfig, from_dict
+from cxr_anomaly.models.anoddpm import AnoDDPM
 from cxr_anomaly.models.base import AnomalyModel, ModelConfig
 from cxr_anomaly.models.bigan import BiGAN
 from cxr_anomaly.models.vaegan import VAEGAN
@@ -14,6 +15,8 @@ from cxr_anomaly.models.vaegan import VAEGAN
 _MODELS: dict[str, tuple[type[AnomalyModel], dict[str, Any]]] = {
     "bigan": (BiGAN, {}),
     "vaegan": (VAEGAN, {}),
+    "anoddpm-gaussian": (AnoDDPM, {"noise": "gaussian"}),
+    "anoddpm-simplex": (AnoDDPM, {"noise": "simplex"}),
 }
 
 

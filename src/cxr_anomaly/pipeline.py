@@ -1,0 +1,205 @@
+"""The jobs users run: evaluate one trained model; benchmark several models on one split.
+
+``run_benchmark`` trains each model (or reuses/resumes its run folder), scores all of them on
+the same split, and writes ``results.json``, the figures and ``report.html``. ``demo`` is the
+benchmark of all four models on the built-in synthetic data with the quick presets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cxr_anomaly.baselines import HistogramDistance
+from cxr_anomaly.checkpoint import ModelMetadata, load_weights, read_metadata
+from cxr_anomaly.config import ConfigError, DataConfig, RunConfig, build_run_config, load_yaml
+from cxr_anomaly.data.datamodule import PreparedData, SplitView
+from cxr_anomaly.data.splits import SPLITS, external_protocol
+from cxr_anomaly.evaluation import ScoringOptions, evaluate_scored, score_split
+from cxr_anomaly.models.base import AnomalyModel
+from cxr_anomaly.study import (
+    Examples,
+    ModelResult,
+    StudyContext,
+    baseline_entry,
+    select_examples,
+    write_study,
+)
+from cxr_anomaly.training import CONFIG_FILE, train
+
+log = logging.getLogger(__name__)
+
+DEMO_MODELS = ("bigan", "vaegan", "anoddpm-gaussian", "anoddpm-simplex")
+
+
+@dataclass
+class StudyOptions:
+    """Settings shared by ``evaluate`` and ``benchmark``."""
+
+    out: Path
+    split: str = "test"
+    scoring: ScoringOptions = field(default_factory=ScoringOptions)
+    n_examples: int = 4
+    n_boot: int = 1000
+    seed: int = 0
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ConfigError(f"unknown split {self.split!r}; choose from {', '.join(SPLITS)}")
+
+
+def _add_model_to_examples(model: AnomalyModel, name: str, examples: Examples) -> None:
+    inference = model.infer(torch.from_numpy(examples.images[:, None]))
+    recon = inference.reconstruction
+    examples.reconstructions[name] = None if recon is None else recon[:, 0].numpy()
+    examples.maps[name] = inference.maps[model.config.default_score][:, 0].numpy()
+
+
+def _model_result(
+    model: AnomalyModel,
+    metadata: ModelMetadata,
+    run_dir: Path,
+    view: SplitView,
+    options: StudyOptions,
+    examples: Examples,
+) -> ModelResult:
+    name = metadata.model
+    scored = score_split(model, view, options.scoring)
+    scored.write_csv(options.out / "scores" / f"{name}.csv")
+    masks = view.masks(scored.map_indices) if len(scored.map_indices) else None
+    evaluation = evaluate_scored(scored, masks, n_boot=options.n_boot, seed=options.seed)
+    _add_model_to_examples(model, name, examples)
+    config = {
+        "model_params": metadata.model_params,
+        "train": metadata.train,
+        "protocol": metadata.protocol,
+    }
+    return ModelResult(name, evaluation, scored, metadata.training, config, run_dir)
+
+
+def _baselines(data: PreparedData, view: SplitView) -> dict[str, tuple[dict[str, Any], np.ndarray]]:
+    train = data.view("train")
+    if len(train) == 0 or len(set(view.labels.tolist())) < 2:
+        return {}
+    detector = HistogramDistance().fit(train.images())
+    scores = detector.score(view.images())
+    return {detector.name: (baseline_entry(view.labels, scores, view.patient_ids), scores)}
+
+
+def _context(
+    title: str, data: PreparedData, view: SplitView, options: StudyOptions, preset: str | None
+) -> StudyContext:
+    summary = data.splits.summary()
+    return StudyContext(
+        title=title,
+        data=data.source.describe(),
+        protocol=data.protocol.name,
+        protocol_description=data.protocol.description,
+        split=view.name,
+        split_summary=summary,
+        image_size=data.config.size,
+        command=options.command,
+        preset=preset,
+    )
+
+
+def evaluate_run(
+    run_dir: Path,
+    options: StudyOptions,
+    data_config: DataConfig | None = None,
+    external: bool = False,
+) -> dict[str, Any]:
+    """Evaluate the model of ``run_dir`` on its own test split, or on other data.
+
+    Args:
+        run_dir: a finished training run.
+        options: output folder, split, scoring settings.
+        data_config: other data to evaluate on; its image size and reader settings are replaced
+            by the run's own, so preprocessing matches training.
+        external: take every image of the data as test data (external validation).
+    """
+    metadata = read_metadata(run_dir)
+    model = load_weights(run_dir, metadata)
+    own = metadata.data_config
+    config = (
+        own
+        if data_config is None
+        else dataclasses.replace(data_config, size=own.size, apply_voi_lut=own.apply_voi_lut)
+    )
+    data = PreparedData(config, protocol=external_protocol() if external else None)
+    split = "test" if external else options.split
+    data.prepare((split, "train") if not external else (split,), progress=options.scoring.progress)
+    view = data.view(split)
+    if len(set(view.labels.tolist())) < 2:
+        raise ConfigError(f"the {split} split needs normal and abnormal images to evaluate")
+    examples = select_examples(view, options.n_examples, options.seed)
+    result = _model_result(model, metadata, run_dir, view, options, examples)
+    baselines = {} if external else _baselines(data, view)
+    title = f"cxr-anomaly evaluation: {metadata.model} on {data.source.describe()}"
+    context = _context(title, data, view, options, None)
+    return write_study(options.out, context, [result], examples, baselines)
+
+
+@dataclass
+class BenchmarkOptions(StudyOptions):
+    """``benchmark``: which models, with which preset and overrides, on which data."""
+
+    models: tuple[str, ...] = DEMO_MODELS
+    data: DataConfig = field(default_factory=DataConfig)
+    preset: str = "quick"
+    train_overrides: dict[str, Any] = field(default_factory=dict)
+    model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    progress: bool = True
+
+
+def _trained_model(
+    config: RunConfig, run_dir: Path, progress: bool
+) -> tuple[AnomalyModel, ModelMetadata]:
+    """Reuse a finished run with the same config, resume an interrupted one, or train."""
+    saved = run_dir / CONFIG_FILE
+    if saved.is_file():
+        if RunConfig.from_dict(load_yaml(saved)).to_dict() != config.to_dict():
+            raise ConfigError(
+                f"{run_dir} holds a run with other settings; choose another --out or remove it"
+            )
+        try:
+            metadata = read_metadata(run_dir)
+            log.info("reusing the trained model in %s", run_dir)
+            return load_weights(run_dir, metadata), metadata
+        except (ConfigError, ValueError):
+            log.info("resuming the interrupted run in %s", run_dir)
+            train(config, run_dir, resume=True, progress=progress)
+    else:
+        train(config, run_dir, resume=False, progress=progress)
+    metadata = read_metadata(run_dir)
+    return load_weights(run_dir, metadata), metadata
+
+
+def run_benchmark(options: BenchmarkOptions) -> dict[str, Any]:
+    """Train every model of ``options.models`` and compare them on one split."""
+    data = PreparedData(options.data)
+    data.prepare(progress=options.progress)
+    view = data.view(options.split)
+    examples = select_examples(view, options.n_examples, options.seed)
+    results = []
+    for name in options.models:
+        config = build_run_config(
+            name,
+            options.preset,
+            options.data,
+            options.train_overrides,
+            options.model_overrides.get(name, {}),
+        )
+        run_dir = options.out / "runs" / name
+        model, metadata = _trained_model(config, run_dir, options.progress)
+        results.append(_model_result(model, metadata, run_dir, view, options, examples))
+    title = f"cxr-anomaly benchmark on {data.source.describe()}"
+    context = _context(title, data, view, options, options.preset)
+    return write_study(options.out, context, results, examples, _baselines(data, view))
