@@ -69,7 +69,11 @@ def tiny_run(name: str, cache_dir: Path, epochs: int = 1, **train: Any) -> RunCo
         model_params=dict(TINY_PARAMS[name]),
         data=tiny_data(cache_dir),
         train=TrainConfig(
-            max_epochs=epochs, batch_size=8, precision="32-true", accelerator="cpu", devices=1,
+            max_epochs=epochs,
+            batch_size=8,
+            precision="32-true",
+            accelerator="cpu",
+            devices=1,
             **train,
         ),
     )

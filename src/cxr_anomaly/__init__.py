@@ -1,3 +1,23 @@
-"""cxr-anomaly: unsupervised anomaly detection in chest X-rays."""
+"""cxr-anomaly: unsupervised anomaly detection in chest X-rays.
+
+Example:
+    >>> import cxr_anomaly
+    >>> model = cxr_anomaly.load_model("runs/demo/runs/vaegan")  # doctest: +SKIP
+    >>> predictions = model.predict(["scan.dcm"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from cxr_anomaly.predict import TrainedModel
+
+
+def load_model(run_dir: Any) -> TrainedModel:
+    """A trained model from its run folder, ready to ``predict`` (imports torch on first use)."""
+    from cxr_anomaly.predict import load_model as _load
+
+    return _load(run_dir)

@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -286,6 +287,30 @@ def _command_line() -> str:
     return " ".join(["cxr-anomaly", *sys.argv[1:]])
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from cxr_anomaly.predict import run_predict
+
+    report = run_predict(
+        Path(args.run_dir),
+        args.inputs,
+        Path(args.out),
+        specificity=args.specificity,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    print(
+        f"{report.n_inputs} input(s): {report.n_scored} scored, {report.n_failed} failed"
+        + (f" ({report.n_resumed} from an earlier run)" if report.n_resumed else "")
+    )
+    print(f"predictions: {report.csv_path}")
+    if report.failures:
+        print("failed:", file=sys.stderr)
+        for path, error in report.failures:
+            print(f"  {path}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_phantoms(args: argparse.Namespace) -> int:
     from cxr_anomaly.data.phantom_gallery import save_phantom_gallery
 
@@ -368,6 +393,19 @@ def build_parser() -> argparse.ArgumentParser:
         _add_trainer_args(sub)
         sub.set_defaults(func=cmd_benchmark if name == "benchmark" else cmd_demo)
 
+    predict = commands.add_parser("predict", help="score new images with a trained model")
+    predict.add_argument("run_dir", help="a run folder written by train or benchmark")
+    predict.add_argument("inputs", nargs="+", help="files, folders (recursive) or globs")
+    predict.add_argument("--out", required=True, help="folder for predictions.csv and overlays")
+    predict.add_argument(
+        "--specificity",
+        type=float,
+        default=0.95,
+        help="decision threshold: this fraction of normal validation images scores below it",
+    )
+    predict.add_argument("--batch-size", type=int, default=32)
+    predict.set_defaults(func=cmd_predict)
+
     phantoms = commands.add_parser("phantoms", help="save a figure of the synthetic phantoms")
     phantoms.add_argument("--out", default="docs/phantoms.png")
     phantoms.add_argument("--size", type=int, default=128)
@@ -377,16 +415,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(verbose: bool, quiet: bool) -> None:
+# Lightning's own deprecation notices and small-dataset hints say nothing a user can act on.
+QUIET_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\).*",
+    r"The number of training batches .* is smaller than the logging interval.*",
+    r".*does not have many workers which may be a bottleneck.*",
+)
+
+
+LIGHTNING_COMMANDS = {"train", "evaluate", "benchmark", "demo", "predict"}
+
+
+def _configure_logging(command: str, verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
+    if verbose:
+        return
+    for pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    if command in LIGHTNING_COMMANDS:
+        # Lightning sets its loggers to INFO with a console handler when first imported; its
+        # hardware summary and tips are shown only with --verbose.
+        import lightning  # noqa: F401
+
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose, args.quiet)
+    _configure_logging(args.command, args.verbose, args.quiet)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -54,10 +54,18 @@ class EpochSeed(Callback):
         torch.manual_seed(epoch_seed(self.seed, trainer.current_epoch, trainer.global_rank))
 
 
-def _loggers(run_dir: Path) -> list[Logger]:
-    loggers: list[Logger] = [CSVLogger(run_dir, name="logs", version="")]
+def _loggers(run_dir: Path, resume: bool) -> list[Logger]:
+    """CSV losses in ``logs/metrics.csv``; a resumed run appends a ``logs/resume-N/`` folder
+    instead of overwriting the interrupted run's log."""
+    version = ""
+    if resume:
+        attempt = 1
+        while (run_dir / "logs" / f"resume-{attempt}").exists():
+            attempt += 1
+        version = f"resume-{attempt}"
+    loggers: list[Logger] = [CSVLogger(run_dir, name="logs", version=version)]
     if importlib.util.find_spec("tensorboard") is not None:
-        loggers.append(TensorBoardLogger(run_dir, name="logs", version="tensorboard"))
+        loggers.append(TensorBoardLogger(run_dir / "logs", name="tensorboard", version=version))
     return loggers
 
 
@@ -67,6 +75,7 @@ def build_trainer(
     has_validation: bool,
     progress: bool = True,
     extra_callbacks: list[Callback] | None = None,
+    resume: bool = False,
 ) -> L.Trainer:
     """A Trainer for one run: checkpoints for resume under ``run_dir/checkpoints``, CSV logs
     (and TensorBoard when installed) under ``run_dir/logs``.
@@ -101,7 +110,7 @@ def build_trainer(
         max_epochs=train.max_epochs,
         max_time=train.max_time,
         callbacks=callbacks,
-        logger=_loggers(run_dir),
+        logger=_loggers(run_dir, resume),
         log_every_n_steps=train.log_every_n_steps,
         enable_progress_bar=progress,
         enable_model_summary=False,

@@ -16,6 +16,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, Timer
 
 from cxr_anomaly import atomic
+from cxr_anomaly.calibration import calibrate
 from cxr_anomaly.checkpoint import ModelMetadata, save_model
 from cxr_anomaly.config import ConfigError, RunConfig, load_yaml, to_yaml
 from cxr_anomaly.data.datamodule import CxrDataModule, PreparedData
@@ -81,15 +82,24 @@ def train(
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     model = build_model(config.model, config.model_params, config.train)
     datamodule = CxrDataModule(
-        data, config.train.batch_size, seed=config.train.seed, num_workers=config.train.num_workers
+        data,
+        config.train.batch_size,
+        seed=config.train.seed,
+        num_workers=config.train.num_workers,
+        progress=progress,
     )
     has_validation = len(data.splits.samples("val_normal")) > 0
     timer = Timer()
-    trainer = build_trainer(
-        config.train, run_dir, has_validation, progress, [timer, *(callbacks or [])]
-    )
     checkpoint = run_dir / LAST_CHECKPOINT
     ckpt_path = str(checkpoint) if resume and checkpoint.is_file() else None
+    trainer = build_trainer(
+        config.train,
+        run_dir,
+        has_validation,
+        progress,
+        [timer, *(callbacks or [])],
+        resume=ckpt_path is not None,
+    )
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     seconds = timer.time_elapsed("train") or time.perf_counter() - start
@@ -102,7 +112,12 @@ def train(
         steps=trainer.global_step,
     )
     if trainer.is_global_zero:
-        save_model(model, run_dir, _metadata(config, result, trainer))
+        metadata = _metadata(config, result, trainer)
+        normal_val = data.view("val_normal")
+        if len(normal_val):
+            log.info("calibrating scores on %d normal validation images", len(normal_val))
+            metadata.calibration = calibrate(model, normal_val.images(), config.train.batch_size)
+        save_model(model, run_dir, metadata)
     return result
 
 

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from cxr_anomaly import atomic
 from cxr_anomaly.data.images import ImageReadError, ReadOptions
+from cxr_anomaly.data.preprocess import from_uint16, to_uint16
 from cxr_anomaly.data.records import Sample
 from cxr_anomaly.data.sources import DataSource, DataSourceError
 
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 CHUNK_SIZE = 64
-_UINT16_MAX = 65535
 
 
 def default_cache_root() -> Path:
@@ -107,7 +107,7 @@ def _prepare_row(row: int, sample: Sample) -> _RowResult:
     except (ImageReadError, DataSourceError, OSError) as err:
         # The fingerprint of a failed file is kept too: it is retried only once it changes.
         return _RowResult(row, None, None, fingerprint, str(err))
-    image = np.round(np.clip(loaded.image, 0.0, 1.0) * _UINT16_MAX).astype(np.uint16)
+    image = to_uint16(loaded.image)
     mask = None if loaded.mask is None else np.packbits(loaded.mask.astype(bool), axis=-1)
     return _RowResult(row, image, mask, fingerprint, None)
 
@@ -386,7 +386,7 @@ class ImageCache:
     def images(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """Images of ``rows`` as float32 in [0, 1], shape (len(rows), size, size)."""
         data = self.images_memmap()
-        return data[np.asarray(rows, dtype=np.int64)].astype(np.float32) / _UINT16_MAX
+        return from_uint16(data[np.asarray(rows, dtype=np.int64)])
 
     def masks(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """Masks of ``rows`` as bool (len(rows), size, size); all False where none is known."""

@@ -17,6 +17,7 @@ from cxr_anomaly.config import DataConfig
 from cxr_anomaly.data.cache import ImageCache, PrepareReport
 from cxr_anomaly.data.catalog import open_source
 from cxr_anomaly.data.images import ReadOptions
+from cxr_anomaly.data.preprocess import from_uint16
 from cxr_anomaly.data.records import Sample
 from cxr_anomaly.data.sources import DataSource
 from cxr_anomaly.data.splits import SPLITS, Protocol, SplitResult, make_splits
@@ -86,7 +87,7 @@ class CachedImages(Dataset[tuple[torch.Tensor, int]]):
         return self.view.cache.images_memmap()
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        pixels = self._memmap[self.view.rows[index]].astype(np.float32) / 65535.0
+        pixels = from_uint16(self._memmap[self.view.rows[index]])
         return torch.from_numpy(pixels)[None], index
 
 
@@ -168,17 +169,23 @@ class CxrDataModule(L.LightningDataModule):
     """Normal training images and normal validation images for a Lightning Trainer."""
 
     def __init__(
-        self, data: PreparedData, batch_size: int, seed: int = 0, num_workers: int = 0
+        self,
+        data: PreparedData,
+        batch_size: int,
+        seed: int = 0,
+        num_workers: int = 0,
+        progress: bool = False,
     ) -> None:
         super().__init__()
         self.data = data
         self.batch_size = batch_size
         self.seed = seed
         self.num_workers = num_workers
+        self.progress = progress
 
     def prepare_data(self) -> None:
         # Lightning calls this on one process per node only: no rank prepares files twice.
-        self.data.prepare(("train", "val_normal"), progress=True)
+        self.data.prepare(("train", "val_normal"), progress=self.progress)
 
     def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, int]]:
         view = self.data.view("train")

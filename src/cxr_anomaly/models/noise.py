@@ -31,23 +31,22 @@ and its own random offset for every octave, uniform in ``[0, OFFSET_RANGE)**3`` 
         j / f_k + offset[n, c, k, 0], i / f_k + offset[n, c, k, 1], t[n] / f_k + offset[n, c, k, 2])
 
 with ``f_k = frequency / 2**k`` and persistence ``p``. Own seeds make the fields of a batch
-independent. The offsets make each field stationary and its octaves uncorrelated: without them
-every octave samples pixel (0, 0) at the same (x, y) = (0, 0), only t / f_k tells them apart,
-so the octaves add up partly coherently near the top-left corner (the reference notes
-"directional artifacts in the top left" for its 2D octaves). The reference
-instead uses one permutation for the whole batch (it calls ``newSeed()`` per batch, but that
-method's default seed argument is evaluated once at import, so every batch gets the same
-permutation) and no offsets. All draws come from an explicit ``torch.Generator``
-(:func:`draw_simplex_fields`); :func:`simplex_noise_from_fields` is a deterministic function of
-the drawn :class:`SimplexFields`, so an image's noise depends only on its own draws, never on the
-other images of the batch (draw per-image fields with per-image generators and
-:meth:`SimplexFields.concat` them when that matters).
+independent. The offsets make each field stationary (the pixel grid has no fixed place in the
+lattice) and its octaves uncorrelated, as the variance normalisation below assumes: without them
+every octave samples pixel (0, 0) at (0, 0, t / f_k), so at t = 0 all octaves take the same value
+there. The reference repeats one field over the batch and has no offsets; it calls
+``newSeed()`` for every batch, but that method's default seed argument is evaluated once, at
+import, so a whole run uses a single permutation. Here all draws come from an explicit
+``torch.Generator`` (:func:`draw_simplex_fields`) and :func:`simplex_noise_from_fields` is a
+deterministic function of the drawn :class:`SimplexFields`, so an image's noise depends only on
+its own draws, never on the other images of the batch; :func:`simplex_noise_per_image` draws each
+image's fields from its own seed, which makes its noise independent of the batch it is in.
 
 Unit variance. With uncorrelated octaves ``Var(sum) = SIMPLEX3D_STD**2 * sum_k p**(2k)``, where
 :data:`SIMPLEX3D_STD` is the standard deviation of single-octave OpenSimplex 3D at a uniformly
 random point, over random seeds: 0.31394 by Monte Carlo with this implementation (4096 seeds x
 4096 uniform points in ``[0, 256)**3``, 16.8M samples, standard error 5e-5; one seed's own std
-ranges over 0.304-0.325). ``normalise=True`` divides by :func:`octave_std` (0.4958 for the
+ranges over 0.304-0.325). ``normalise=True`` divides by :func:`octave_std` (0.5049 for the
 default parameters), a fixed constant, never a per-field statistic; the result has mean ~0 and
 standard deviation ~1 over fields and pixels.
 

@@ -1,0 +1,121 @@
+"""Score calibration on normal validation images, stored with the model.
+
+The scores of the held-out normal images (never a test split) give each new score a
+percentile of normal, thresholds at chosen specificities, and the mean and spread used to
+z-normalise scores before they are combined.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from cxr_anomaly.models.base import AnomalyModel
+
+DEFAULT_SPECIFICITIES = (0.9, 0.95, 0.99)
+
+
+MAP_SCALE_PERCENTILE = 99.5
+MAP_SAMPLE_PIXELS = 2_000_000
+
+
+def score_images(
+    model: AnomalyModel, images: np.ndarray, batch_size: int = 64
+) -> tuple[dict[str, np.ndarray], float]:
+    """Every score of ``model`` for images (N, 1, S, S) in [0, 1], in batches, in one process.
+
+    Also returns the map scale: the 99.5th percentile of the default map's pixel values (on
+    at most two million pixels, taken at a fixed stride), used to draw heatmaps on one scale.
+    """
+    parts: dict[str, list[np.ndarray]] = {}
+    stride = max(1, images[0].size * len(images) // MAP_SAMPLE_PIXELS) if len(images) else 1
+    pixels: list[np.ndarray] = []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+        inference = model.infer(batch)
+        for name, values in inference.scores.items():
+            parts.setdefault(name, []).append(values.cpu().numpy().astype(np.float64))
+        amap = inference.maps[model.config.default_score].cpu().numpy().ravel()
+        pixels.append(amap[::stride])
+    scores = {name: np.concatenate(values) for name, values in parts.items()}
+    scale = float(np.percentile(np.concatenate(pixels), MAP_SCALE_PERCENTILE)) if pixels else 0.0
+    return scores, scale
+
+
+@dataclass
+class ScoreCalibration:
+    """The distribution of one score on normal validation images."""
+
+    normal_scores: list[float]
+    mean: float
+    std: float
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def fit(
+        cls, scores: np.ndarray, specificities: Sequence[float] = DEFAULT_SPECIFICITIES
+    ) -> ScoreCalibration:
+        ordered = np.sort(np.asarray(scores, dtype=np.float64))
+        if len(ordered) == 0:
+            raise ValueError("calibration needs at least one normal validation image")
+        return cls(
+            normal_scores=[float(v) for v in ordered],
+            mean=float(ordered.mean()),
+            std=float(ordered.std(ddof=1)) if len(ordered) > 1 else 0.0,
+            thresholds={f"{s:g}": threshold_at(ordered, s) for s in specificities},
+        )
+
+    def percentile(self, score: float | np.ndarray) -> np.ndarray:
+        """Percent of normal validation scores at or below ``score`` (0 to 100)."""
+        ordered = np.asarray(self.normal_scores)
+        return 100.0 * np.searchsorted(ordered, np.asarray(score), side="right") / len(ordered)
+
+    def threshold(self, specificity: float) -> float:
+        """The threshold whose specificity on the normal validation images is ``specificity``."""
+        key = f"{specificity:g}"
+        if key in self.thresholds:
+            return self.thresholds[key]
+        return threshold_at(np.asarray(self.normal_scores), specificity)
+
+    def zscore(self, score: float | np.ndarray) -> np.ndarray:
+        """(score - mean) / std of the normal validation scores."""
+        return (np.asarray(score) - self.mean) / (self.std if self.std > 0 else 1.0)
+
+
+def threshold_at(sorted_scores: np.ndarray, specificity: float) -> float:
+    """Smallest threshold t with P(normal score <= t) >= ``specificity``; abnormal if > t."""
+    if not 0.0 < specificity < 1.0:
+        raise ValueError(f"specificity must be between 0 and 1, got {specificity}")
+    index = int(np.ceil(specificity * len(sorted_scores))) - 1
+    return float(sorted_scores[min(max(index, 0), len(sorted_scores) - 1)])
+
+
+def calibrate(
+    model: AnomalyModel,
+    normal_images: np.ndarray,
+    batch_size: int = 64,
+    specificities: Sequence[float] = DEFAULT_SPECIFICITIES,
+) -> dict[str, Any]:
+    """Calibration of every score of ``model`` on normal validation images (JSON-ready)."""
+    scores, map_scale = score_images(model, normal_images, batch_size)
+    return {
+        "n_images": len(normal_images),
+        "split": "val_normal",
+        "map_scale": map_scale,
+        "scores": {
+            name: ScoreCalibration.fit(values, specificities).__dict__
+            for name, values in scores.items()
+        },
+    }
+
+
+def calibration_for(metadata_calibration: dict[str, Any], score: str) -> ScoreCalibration:
+    """The stored calibration of ``score`` (raises KeyError naming what exists)."""
+    scores = metadata_calibration.get("scores", {})
+    if score not in scores:
+        raise KeyError(f"no calibration for score {score!r}; calibrated: {', '.join(scores)}")
+    return ScoreCalibration(**scores[score])

@@ -1,0 +1,300 @@
+"""Score new images with a trained model: a score, its percentile among normal images, a
+decision at a calibrated threshold, and a heatmap; unreadable files get an error row instead.
+
+Python:
+    >>> model = load_model("runs/vaegan")  # doctest: +SKIP
+    >>> [p.score for p in model.predict(["a.dcm", "b.png"])]  # doctest: +SKIP
+
+Command line: ``cxr-anomaly predict RUN_DIR INPUT... --out DIR``.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from cxr_anomaly import atomic, viz
+from cxr_anomaly.calibration import ScoreCalibration, calibration_for
+from cxr_anomaly.checkpoint import CheckpointError, ModelMetadata, load_weights, read_metadata
+from cxr_anomaly.data.images import (
+    SUPPORTED_SUFFIXES,
+    ImageReadError,
+    ReadOptions,
+    read_image,
+    to_grey,
+)
+from cxr_anomaly.data.preprocess import preprocess
+from cxr_anomaly.models.base import AnomalyModel
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = (
+    "path",
+    "patient_id",
+    "score",
+    "normal_percentile",
+    "decision",
+    "threshold",
+    "model",
+    "overlay",
+    "error",
+)
+RESULT_FILE = "predictions.csv"
+PARTIAL_FILE = "predictions.partial.csv"
+OVERLAY_SCALE = 4
+
+
+@dataclass
+class Prediction:
+    """The model's verdict on one input (``error`` set, and the rest empty, if unreadable)."""
+
+    path: str
+    model: str
+    patient_id: str | None = None
+    score: float | None = None
+    normal_percentile: float | None = None
+    decision: str | None = None
+    threshold: float | None = None
+    error: str | None = None
+    image: np.ndarray | None = field(default=None, repr=False)
+    anomaly_map: np.ndarray | None = field(default=None, repr=False)
+    reconstruction: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders searched recursively for DICOM/PNG/JPEG, globs expanded.
+
+    A path that does not exist and matches nothing is kept, so that it gets an error row.
+    """
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+            )
+        elif path.exists():
+            found.append(path)
+        elif glob.has_magic(str(item)):
+            found += sorted(
+                Path(p) for p in glob.glob(str(item), recursive=True) if Path(p).is_file()
+            )
+        else:
+            found.append(path)
+    unique: dict[str, Path] = {}
+    for path in found:
+        unique.setdefault(str(path), path)
+    return list(unique.values())
+
+
+class TrainedModel:
+    """A trained model with the preprocessing and calibration recorded in its run folder."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.metadata: ModelMetadata = read_metadata(self.run_dir)
+        self.model: AnomalyModel = load_weights(self.run_dir, self.metadata)
+        data = self.metadata.data_config
+        self.size = data.size
+        self.read_options = ReadOptions(apply_voi_lut=data.apply_voi_lut)
+        self.score_name = self.model.config.default_score
+        if not self.metadata.calibration:
+            raise CheckpointError(
+                f"{self.run_dir}: the model has no score calibration (trained without "
+                "normal validation images), so scores cannot be turned into decisions"
+            )
+        self.calibration: ScoreCalibration = calibration_for(
+            self.metadata.calibration, self.score_name
+        )
+        self.map_scale = float(self.metadata.calibration.get("map_scale") or 0.0) or None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.model
+
+    def load(self, item: str | Path | np.ndarray) -> tuple[np.ndarray, str | None]:
+        """Preprocess one input exactly as the training data was (raises ImageReadError)."""
+        if isinstance(item, np.ndarray):
+            return preprocess(to_grey(item), self.size), None
+        loaded = read_image(item, self.read_options)
+        return preprocess(loaded.pixels, self.size), loaded.meta.patient_id
+
+    def predict(
+        self,
+        inputs: Sequence[str | Path | np.ndarray],
+        specificity: float = 0.95,
+        batch_size: int = 32,
+    ) -> list[Prediction]:
+        """Predictions for files or in-memory grey arrays, in input order."""
+        return [p for chunk in self.iter_predict(inputs, specificity, batch_size) for p in chunk]
+
+    def iter_predict(
+        self,
+        inputs: Sequence[str | Path | np.ndarray],
+        specificity: float = 0.95,
+        batch_size: int = 32,
+    ) -> Iterator[list[Prediction]]:
+        """Predictions batch by batch (bad inputs become error rows, never exceptions)."""
+        threshold = self.calibration.threshold(specificity)
+        for start in range(0, len(inputs), batch_size):
+            chunk = inputs[start : start + batch_size]
+            rows: list[Prediction] = []
+            good: list[tuple[Prediction, np.ndarray]] = []
+            for index, item in enumerate(chunk, start=start):
+                label = f"<array {index}>" if isinstance(item, np.ndarray) else str(item)
+                row = Prediction(path=label, model=self.name, threshold=threshold)
+                try:
+                    pixels, row.patient_id = self.load(item)
+                    good.append((row, pixels))
+                except ImageReadError as err:
+                    row.error = err.reason
+                rows.append(row)
+            if good:
+                self._score([p for p, _ in good], np.stack([x for _, x in good]), threshold)
+            yield rows
+
+    def _score(self, rows: list[Prediction], images: np.ndarray, threshold: float) -> None:
+        inference = self.model.infer(torch.from_numpy(images[:, None]))
+        scores = inference.scores[self.score_name].numpy()
+        maps = inference.maps[self.score_name][:, 0].numpy()
+        recon = inference.reconstruction
+        for i, row in enumerate(rows):
+            row.score = float(scores[i])
+            row.normal_percentile = float(self.calibration.percentile(scores[i]))
+            row.decision = "abnormal" if scores[i] > threshold else "normal"
+            row.image = images[i]
+            row.anomaly_map = maps[i]
+            row.reconstruction = None if recon is None else recon[i, 0].numpy()
+
+    def overlay(self, prediction: Prediction) -> np.ndarray:
+        """RGB uint8 panels: the image, its red heatmap, and the reconstruction beside them."""
+        if prediction.image is None or prediction.anomaly_map is None:
+            raise ValueError("no image to draw for a failed prediction")
+        image = prediction.image
+        heat = viz.red_heatmap_overlay(image, prediction.anomaly_map, vmax=self.map_scale)
+        recon = prediction.reconstruction
+        recon_panel = (
+            np.full_like(heat, 0.5) if recon is None else np.repeat(recon[..., None], 3, 2)
+        )
+        grey = np.repeat(image[..., None], 3, axis=2)
+        panels = np.concatenate([grey, heat, recon_panel], axis=1)
+        panels = np.repeat(np.repeat(panels, OVERLAY_SCALE, 0), OVERLAY_SCALE, 1)
+        return np.round(np.clip(panels, 0, 1) * 255).astype(np.uint8)
+
+
+def load_model(run_dir: str | Path) -> TrainedModel:
+    """The trained model of ``run_dir``, ready to ``predict``."""
+    return TrainedModel(run_dir)
+
+
+def overlay_name(path: str) -> str:
+    """A stable, unique PNG name for an input path."""
+    digest = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:10]
+    return f"{Path(path).stem[:60]}-{digest}.png"
+
+
+@dataclass
+class PredictReport:
+    """What a ``predict`` run did."""
+
+    csv_path: Path
+    n_inputs: int
+    n_scored: int
+    n_failed: int
+    n_resumed: int
+    failures: list[tuple[str, str]]
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:
+    with atomic.atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _row(prediction: Prediction, overlay: str) -> dict[str, str]:
+    def fmt(value: float | None) -> str:
+        return "" if value is None else f"{value:.8g}"
+
+    return {
+        "path": prediction.path,
+        "patient_id": prediction.patient_id or "",
+        "score": fmt(prediction.score),
+        "normal_percentile": fmt(prediction.normal_percentile),
+        "decision": prediction.decision or "",
+        "threshold": fmt(prediction.threshold),
+        "model": prediction.model,
+        "overlay": overlay,
+        "error": prediction.error or "",
+    }
+
+
+def run_predict(
+    run_dir: Path,
+    inputs: Sequence[str | Path],
+    out: Path,
+    specificity: float = 0.95,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> PredictReport:
+    """Predict every input; write overlays and ``predictions.csv`` under ``out``.
+
+    Rows are saved atomically after each batch in ``predictions.partial.csv``; an interrupted
+    run, started again, skips what it finished. ``predictions.csv`` appears only when all
+    inputs have a row.
+    """
+    model = load_model(run_dir)
+    paths = [str(p) for p in find_inputs(inputs)]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "overlays").mkdir(exist_ok=True)
+    previous = {
+        row["path"]: row
+        for row in _read_rows(out / RESULT_FILE) + _read_rows(out / PARTIAL_FILE)
+        if row.get("model") == model.name and (row["error"] or (out / row["overlay"]).is_file())
+    }
+    todo = [p for p in paths if p not in previous]
+    done = dict(previous)
+    with tqdm(total=len(todo), desc="predict", unit="img", disable=not progress) as bar:
+        for predictions in model.iter_predict(todo, specificity, batch_size):
+            for prediction in predictions:
+                overlay = ""
+                if prediction.ok:
+                    overlay = f"overlays/{overlay_name(prediction.path)}"
+                    with atomic.atomic_path(out / overlay) as tmp:
+                        Image.fromarray(model.overlay(prediction)).save(tmp, format="PNG")
+                done[prediction.path] = _row(prediction, overlay)
+            _write_rows(out / PARTIAL_FILE, [done[p] for p in paths if p in done])
+            bar.update(len(predictions))
+    rows = [done[p] for p in paths]
+    _write_rows(out / RESULT_FILE, rows)
+    (out / PARTIAL_FILE).unlink(missing_ok=True)
+    failures = [(r["path"], r["error"]) for r in rows if r["error"]]
+    return PredictReport(
+        csv_path=out / RESULT_FILE,
+        n_inputs=len(paths),
+        n_scored=len(rows) - len(failures),
+        n_failed=len(failures),
+        n_resumed=len(paths) - len(todo),
+        failures=failures,
+    )

@@ -1,0 +1,182 @@
+"""The shared model interface: shapes, determinism, save/load, resume (tiny settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from tiny import MODEL_NAMES, SIZE, TINY_PARAMS, tiny_run
+
+from cxr_anomaly.checkpoint import load_weights, read_metadata
+from cxr_anomaly.config import BUILTIN_MODELS, ConfigError, TrainConfig
+from cxr_anomaly.models.registry import build_model, model_names
+from cxr_anomaly.training import train
+
+
+def _model(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(name, TINY_PARAMS[name], TrainConfig(precision="32-true"))
+
+
+def _images(n: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, SIZE, SIZE, generator=generator)
+
+
+def test_registry_lists_the_builtin_models() -> None:
+    assert set(BUILTIN_MODELS) <= set(model_names())
+
+
+def test_unknown_model_and_parameters_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown model"):
+        build_model("nope", {})
+    with pytest.raises(ConfigError, match="latent"):
+        build_model("vaegan", {"latentdim": 3})
+    with pytest.raises(ConfigError, match="fixes"):
+        build_model("anoddpm-simplex", {"noise": "gaussian"})
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_outputs_have_the_interface_shapes_and_ranges(name: str) -> None:
+    model = _model(name)
+    x = _images(3)
+    result = model.infer(x)
+    assert result.reconstruction is not None
+    assert result.reconstruction.shape == x.shape
+    assert 0.0 <= result.reconstruction.min() <= result.reconstruction.max() <= 1.0
+    assert set(result.scores) == set(model.score_names())
+    for name_, amap in result.maps.items():
+        assert amap.shape == x.shape, name_
+        assert (amap >= 0).all()
+    for values in result.scores.values():
+        assert values.shape == (3,)
+        assert torch.isfinite(values).all()
+    # The default score is the mean of the L1 map (the reference study's score).
+    l1 = (x - result.reconstruction).abs().flatten(1).mean(1)
+    torch.testing.assert_close(result.scores["l1"], l1, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.score(x), result.scores["l1"])
+    assert model.anomaly_map(x).shape == x.shape
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_a_score_does_not_depend_on_the_rest_of_the_batch(name: str) -> None:
+    model = _model(name)
+    model.train()  # infer must switch to eval mode by itself
+    batch = _images(64 if not name.startswith("anoddpm") else 16, seed=1)
+    alone = model.score(batch[5:6])
+    together = model.score(batch)[5:6]
+    shuffled = model.score(batch.flip(0))[-6:-5]
+    torch.testing.assert_close(alone, together, rtol=0, atol=1e-5)
+    torch.testing.assert_close(alone, shuffled, rtol=0, atol=1e-5)
+    assert model.training, "infer must restore the training mode"
+
+
+def test_unknown_score_name_is_rejected() -> None:
+    with pytest.raises(ValueError, match="choose from"):
+        _model("vaegan").score(_images(1), score="nope")
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every model trained for one tiny epoch (shared by the save/load tests)."""
+    root = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for name in MODEL_NAMES:
+        run_dir = root / name
+        train(tiny_run(name, root / "cache"), run_dir, progress=False)
+        runs[name] = run_dir
+    return runs
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_training_writes_a_run_that_reloads_to_identical_scores(
+    name: str, trained_runs: dict[str, Path]
+) -> None:
+    run_dir = trained_runs[name]
+    for expected in ("config.yaml", "splits.csv", "model.json", "model.safetensors"):
+        assert (run_dir / expected).is_file(), expected
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "logs" / "metrics.csv").is_file()
+    metadata = read_metadata(run_dir)
+    assert metadata.model == name
+    assert metadata.training["epochs"] == 1
+    # Weights are plain tensors in safetensors; no pickle is involved.
+    assert all(
+        isinstance(v, torch.Tensor) for v in load_file(run_dir / "model.safetensors").values()
+    )
+    first, second = load_weights(run_dir), load_weights(run_dir)
+    x = _images(4, seed=2)
+    torch.testing.assert_close(first.score(x), second.score(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_training_changes_the_weights(name: str, trained_runs: dict[str, Path]) -> None:
+    trained = load_weights(trained_runs[name]).state_dict()
+    L.seed_everything(0, verbose=False)
+    fresh = build_model(name, TINY_PARAMS[name], TrainConfig()).state_dict()
+    changed = [
+        k for k in fresh if fresh[k].is_floating_point() and not torch.equal(fresh[k], trained[k])
+    ]
+    assert len(changed) > len(fresh) // 2
+
+
+def test_lightning_checkpoint_loads_without_pickled_objects(trained_runs: dict[str, Path]) -> None:
+    checkpoint = torch.load(
+        trained_runs["bigan"] / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu"
+    )
+    assert "state_dict" in checkpoint and "optimizer_states" in checkpoint
+
+
+class _Interrupt(Exception):
+    """Stands in for a crash after the first epoch's checkpoint."""
+
+
+class _CrashAtEpoch(L.Callback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise _Interrupt
+
+
+@pytest.mark.parametrize("name", ["bigan", "vaegan", "anoddpm-simplex"])
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
+    name: str, tmp_path: Path
+) -> None:
+    config = tiny_run(name, tmp_path / "cache", epochs=2)
+    train(config, tmp_path / "straight", progress=False)
+    with pytest.raises(_Interrupt):
+        train(config, tmp_path / "resumed", progress=False, callbacks=[_CrashAtEpoch(1)])
+    assert not (tmp_path / "resumed" / "model.json").exists()
+    train(config, tmp_path / "resumed", resume=True, progress=False)
+    straight = load_file(tmp_path / "straight" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_resume_refuses_other_settings_and_fresh_runs_refuse_to_overwrite(
+    tmp_path: Path, trained_runs: dict[str, Path]
+) -> None:
+    config = tiny_run("vaegan", tmp_path / "cache")
+    run_dir = trained_runs["vaegan"]
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(config, run_dir, progress=False)
+    config.train.max_epochs = 5
+    with pytest.raises(ConfigError, match="same settings"):
+        train(config, run_dir, resume=True, progress=False)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        train(config, tmp_path / "empty", resume=True, progress=False)
+
+
+def test_scores_stay_finite_on_constant_and_extreme_images() -> None:
+    for name in MODEL_NAMES:
+        model = _model(name)
+        x = torch.cat([torch.zeros(1, 1, SIZE, SIZE), torch.ones(1, 1, SIZE, SIZE)])
+        assert np.isfinite(model.score(x).numpy()).all(), name
