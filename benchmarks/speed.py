@@ -26,6 +26,7 @@ DEFAULT_MODELS = "bigan,vaegan,anoddpm-gaussian,anoddpm-simplex"
 def _measure(model_name: str, preset: str, precision: str, args: argparse.Namespace) -> dict:
     """Runs in the child process: measure one configuration."""
     import lightning as L
+    import numpy as np
     import torch
 
     from cxr_anomaly.config import DataConfig, build_run_config
@@ -73,23 +74,24 @@ def _measure(model_name: str, preset: str, precision: str, args: argparse.Namesp
         callbacks=[timer],
     )
     trainer.fit(model, train_dataloaders=loader)
-    steps = timer.times[args.warmup :]
-    train_ips = (
-        batch * (len(steps) - 1) / (steps[-1] - steps[0]) if len(steps) > 1 else float("nan")
-    )
+    # Median step time: robust to other jobs sharing this machine's cores.
+    durations = np.diff(timer.times[args.warmup :])
+    train_ips = batch / float(np.median(durations)) if len(durations) else float("nan")
 
     model = model.to(device)
     score_batch = args.score_batch
     x = torch.rand(score_batch, 1, args.size, args.size)
     model.infer(x[: min(4, score_batch)])
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
+    batch_times = []
     for _ in range(args.score_batches):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
         model.infer(x)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    score_ips = score_batch * args.score_batches / (time.perf_counter() - start)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        batch_times.append(time.perf_counter() - start)
+    score_ips = score_batch / float(np.median(batch_times))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
@@ -141,10 +143,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--precisions", default="32-true,bf16-mixed")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=0, help="0 = the preset's")
-    parser.add_argument("--train-steps", type=int, default=6)
+    parser.add_argument("--train-steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--score-batch", type=int, default=32)
-    parser.add_argument("--score-batches", type=int, default=2)
+    parser.add_argument("--score-batches", type=int, default=3)
     parser.add_argument("--json", default="benchmarks/results/speed.json")
     parser.add_argument("--flush-denormal", type=int, default=1)
     parser.add_argument("--child", nargs=3, metavar=("MODEL", "PRESET", "PRECISION"))

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny import MODEL_NAMES, SIZE, TINY_PARAMS, tiny_run
 
 from cxr_anomaly.checkpoint import load_weights, read_metadata
 from cxr_anomaly.config import BUILTIN_MODELS, ConfigError, TrainConfig
 from cxr_anomaly.models.registry import build_model, model_names
 from cxr_anomaly.training import train
+from tiny import MODEL_NAMES, SIZE, TINY_PARAMS, tiny_run
 
 
 def _model(name: str) -> torch.nn.Module:

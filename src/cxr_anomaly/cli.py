@@ -410,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     phantoms.add_argument("--out", default="docs/phantoms.png")
     phantoms.add_argument("--size", type=int, default=128)
     phantoms.add_argument("--seed", type=int, default=0)
-    phantoms.add_argument("--difficulty", type=float, default=0.5, help="0 obvious .. 1 subtle")
+    phantoms.add_argument("--difficulty", type=float, default=0.25, help="0 obvious .. 1 subtle")
     phantoms.set_defaults(func=cmd_phantoms)
     return parser
 

@@ -112,6 +112,8 @@ def score_split(
     """
     options = options or ScoringOptions()
     n = len(view)
+    if n == 0:
+        raise ValueError(f"the {view.name} split holds no prepared image to score")
     keep_map = view.mask_known() if keep_maps else np.zeros(n, bool)
     module = _ScoringModule(model, keep_map, model.config.default_score)
     trainer = L.Trainer(

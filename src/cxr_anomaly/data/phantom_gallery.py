@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cxr_anomaly.data.phantoms import ANOMALY_TYPES, make_phantom
+from cxr_anomaly.data.phantoms import ANOMALY_TYPES, DEFAULT_DIFFICULTY, make_phantom
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ MASK_COLOUR = "#ff3b1f"
 
 
 def save_phantom_gallery(
-    path: Path, size: int = 128, seed: int = 0, difficulty: float = 0.5
+    path: Path, size: int = 128, seed: int = 0, difficulty: float = DEFAULT_DIFFICULTY
 ) -> Path:
     """Save a PNG of normal phantoms and one phantom per anomaly type, masks outlined.
 

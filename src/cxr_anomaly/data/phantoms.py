@@ -27,8 +27,11 @@ pixels). The types, all inside the lungs, heart or body:
 The mask is where the image changed: where the anomaly's soft shape reaches one half, or where the
 density changed by at least a tenth of its largest change; always inside :func:`body_mask`.
 
-``difficulty`` runs from 0 (large, high-contrast anomalies) to 1 (small, faint ones); 0.5 is the
-default. The size and the contrast of every anomaly type both shrink as difficulty grows.
+``difficulty`` runs from 0 (large, high-contrast anomalies) to 1 (small, faint ones); the default,
+0.25, was chosen by measurement: a plain convolutional autoencoder scored by mean L1 error reaches
+about 0.75 AUROC on the default test set, the maximum of its smoothed error map about 0.88, while
+trivial intensity detectors stay near 0.5. The size and the contrast of every anomaly type both
+shrink as difficulty grows.
 
 Example:
     >>> p = make_phantom(64, seed=3, anomaly="nodule")
@@ -52,6 +55,7 @@ from scipy import ndimage
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_DIFFICULTY = 0.25
 ANOMALY_TYPES: tuple[str, ...] = (
     "opacity",
     "nodule",
@@ -836,7 +840,7 @@ def _anomaly_mask(scene: _Scene, shape: FloatArray, change: FloatArray) -> BoolA
 
 
 def make_phantom(
-    size: int, seed: int, anomaly: str | None = None, difficulty: float = 0.5
+    size: int, seed: int, anomaly: str | None = None, difficulty: float = DEFAULT_DIFFICULTY
 ) -> Phantom:
     """Render one synthetic chest X-ray.
 
@@ -911,7 +915,7 @@ class SyntheticSpec:
     n_val_normal: int = 200
     n_test_normal: int = 200
     n_test_abnormal: int = 200
-    difficulty: float = 0.5
+    difficulty: float = DEFAULT_DIFFICULTY
     seed: int = 0
 
 

@@ -11,6 +11,11 @@ EMA of the weights (decay 0.999) used at test time.
 Scores: ``l1`` = mean |x - G(E(x))| (the reference study's), and ``fm`` =
 (1 - w) * l1 + w * mean |f(x, E(x)) - f(G(E(x)), E(x))| with w = ``fm_weight`` (EGBAD's
 feature-matching score; its map is the L1 map, the feature term having no spatial layout).
+
+``consistency_weight`` (0 in the reference) adds CBiGAN's consistency loss (Carrara et al.,
+"Combining GANs and AutoEncoders for efficient anomaly detection", ICPR 2020):
+``|x - G(E(x))|`` on the encoder and generator, which makes G(E(x)) a reconstruction of x
+within a CPU-sized training budget instead of only a sample with a similar latent code.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class BiGANConfig(ModelConfig):
     beta1: float = 0.5
     ema_decay: float | None = 0.999
     fm_weight: float = 0.1
+    consistency_weight: float = 0.0
     default_score: str = "l1"
 
 
@@ -202,7 +208,12 @@ class BiGAN(AnomalyModel):
         loss_g = bce(fake_logit, ones)
         opt_e.zero_grad()
         opt_g.zero_grad()
-        self.manual_backward(loss_e, inputs=list(nets.encoder.parameters()))
+        if self.cfg.consistency_weight > 0:
+            consistency = (nets.generator(z_hat) - x).abs().mean()
+            loss_e = loss_e + self.cfg.consistency_weight * consistency
+            loss_g = loss_g + self.cfg.consistency_weight * consistency
+            self.log("train/consistency", consistency.detach())
+        self.manual_backward(loss_e, inputs=list(nets.encoder.parameters()), retain_graph=True)
         self.manual_backward(loss_g, inputs=list(nets.generator.parameters()))
         opt_e.step()
         opt_g.step()

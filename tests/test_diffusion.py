@@ -1,0 +1,104 @@
+"""Reverse-diffusion steps with explicit noise, against hand computation and MONAI."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from monai.networks.schedulers import DDPMScheduler
+
+from cxr_anomaly.models.diffusion import (
+    ddim_step,
+    ddpm_step,
+    partial_diffusion,
+    predict_x0,
+    strided_timesteps,
+)
+
+
+@pytest.fixture
+def scheduler() -> DDPMScheduler:
+    return DDPMScheduler(num_train_timesteps=10, beta_start=0.1, beta_end=0.5, clip_sample=False)
+
+
+def test_ddpm_step_matches_a_hand_computed_posterior(scheduler: DDPMScheduler) -> None:
+    # Betas are linspace(0.1, 0.5, 10); at t = 3: beta = 0.1 + 3 * 0.4 / 9.
+    betas = [0.1 + i * 0.4 / 9 for i in range(10)]
+    alpha_bar = [math.prod(1 - b for b in betas[: i + 1]) for i in range(10)]
+    t, x_t, eps, z = (
+        3,
+        torch.tensor([[0.5, -0.2]]),
+        torch.tensor([[0.1, 0.3]]),
+        torch.tensor([[1.0, -2.0]]),
+    )
+    x0 = (x_t - math.sqrt(1 - alpha_bar[t]) * eps) / math.sqrt(alpha_bar[t])
+    c0 = math.sqrt(alpha_bar[t - 1]) * betas[t] / (1 - alpha_bar[t])
+    ct = math.sqrt(1 - betas[t]) * (1 - alpha_bar[t - 1]) / (1 - alpha_bar[t])
+    sigma = math.sqrt(betas[t] * (1 - alpha_bar[t - 1]) / (1 - alpha_bar[t]))
+    expected = c0 * x0 + ct * x_t + sigma * z
+    got = ddpm_step(scheduler, eps, t, x_t, z)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_ddpm_step_at_t0_returns_the_mean_and_ignores_noise(scheduler: DDPMScheduler) -> None:
+    x_t, eps = torch.randn(2, 1, 4, 4), torch.randn(2, 1, 4, 4)
+    with_noise = ddpm_step(scheduler, eps, 0, x_t, torch.randn(2, 1, 4, 4))
+    without = ddpm_step(scheduler, eps, 0, x_t, None)
+    torch.testing.assert_close(with_noise, without)
+    torch.testing.assert_close(without, predict_x0(scheduler, eps, 0, x_t))
+
+
+@pytest.mark.parametrize("clip", [False, True])
+@pytest.mark.parametrize("t", [0, 1, 5, 9])
+def test_ddpm_step_equals_monai_given_the_same_noise(t: int, clip: bool) -> None:
+    scheduler = DDPMScheduler(
+        num_train_timesteps=10, clip_sample=clip, beta_start=0.1, beta_end=0.5
+    )
+    generator = torch.Generator().manual_seed(7)
+    x_t, eps = (
+        torch.randn(2, 1, 5, 5, generator=generator),
+        torch.randn(2, 1, 5, 5, generator=generator),
+    )
+    monai_prev, _ = scheduler.step(eps, t, x_t, generator=torch.Generator().manual_seed(123))
+    noise = torch.randn(eps.shape, generator=torch.Generator().manual_seed(123))
+    torch.testing.assert_close(ddpm_step(scheduler, eps, t, x_t, noise), monai_prev)
+
+
+def test_ddim_step_to_the_start_is_the_x0_estimate(scheduler: DDPMScheduler) -> None:
+    x_t, eps = torch.randn(1, 1, 3, 3), torch.randn(1, 1, 3, 3)
+    torch.testing.assert_close(
+        ddim_step(scheduler, eps, 6, -1, x_t), predict_x0(scheduler, eps, 6, x_t)
+    )
+
+
+def test_strided_timesteps() -> None:
+    assert strided_timesteps(200, 20) == list(range(199, -1, -20))
+    assert strided_timesteps(5, 1) == [4, 3, 2, 1, 0]
+    with pytest.raises(ValueError):
+        strided_timesteps(0, 1)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_partial_diffusion_with_an_oracle_denoiser_recovers_the_image(sampler: str) -> None:
+    """If the network predicted exactly the noise in the sample, x0 comes back exactly."""
+    scheduler = DDPMScheduler(num_train_timesteps=50, clip_sample=False)
+    x0 = torch.rand(2, 1, 6, 6) * 2 - 1
+    noise = torch.randn(2, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+
+    def oracle(sample: torch.Tensor, t: int) -> torch.Tensor:
+        alpha_bar = scheduler.alphas_cumprod[t]
+        return (sample - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
+
+    recon = partial_diffusion(
+        scheduler, oracle, x0, depth=20, noise_fn=lambda shape, t: noise, sampler=sampler, stride=4
+    )
+    torch.testing.assert_close(recon, x0, rtol=1e-4, atol=1e-4)
+
+
+def test_partial_diffusion_rejects_an_unknown_sampler() -> None:
+    scheduler = DDPMScheduler(num_train_timesteps=10)
+    with pytest.raises(ValueError, match="sampler"):
+        partial_diffusion(
+            scheduler, lambda s, t: s, torch.zeros(1, 1, 2, 2), 3, lambda s, t: torch.zeros(s), "x"
+        )
