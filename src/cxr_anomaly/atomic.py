@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 
 @contextlib.contextmanager
@@ -37,12 +38,26 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        handle.write(data)
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "wb", encoding: str | None = None) -> Iterator[IO]:
+    """Open a temporary file beside ``path`` for writing; on success, sync and rename it.
+
+    Example:
+        >>> with atomic_open(out / "a.html", "w", encoding="utf-8") as f:  # doctest: +SKIP
+        ...     f.write(html)
+    """
+    if "w" not in mode:
+        raise ValueError(f"atomic_open writes files; mode {mode!r} has no 'w'")
+    with atomic_path(path) as tmp, open(tmp, mode.replace("w", "x"), encoding=encoding) as handle:
+        yield handle
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
     return Path(path)
 
 

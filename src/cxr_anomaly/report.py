@@ -28,9 +28,7 @@ import html
 import json
 import logging
 import math
-import os
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -38,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cxr_anomaly import atomic
 
 logger = logging.getLogger(__name__)
 
@@ -319,15 +319,6 @@ def write_report(path: Path | str, *, title: str, sections: Sequence[Section]) -
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = render_report(title=title, sections=sections)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic.write_text(path, text)
     logger.info("wrote report %s (%d sections)", path, len(sections))
     return path

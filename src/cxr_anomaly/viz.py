@@ -16,8 +16,6 @@ Conventions:
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from matplotlib.gridspec import GridSpec
 from matplotlib.patches import Rectangle
 from numpy.typing import ArrayLike, NDArray
 
-from cxr_anomaly import metrics
+from cxr_anomaly import atomic, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -73,18 +71,8 @@ def save_figure(fig: Figure, path: Path | str, dpi: int = 150) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    # A fresh name beside the target ("x" mode: never clobbers), so os.replace stays on one
-    # filesystem; plain open() keeps the usual umask permissions (mkstemp would force 0600).
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            fig.savefig(handle, format=fmt, dpi=dpi)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic.atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format=fmt, dpi=dpi)
     logger.info("wrote %s", path)
     return path
 

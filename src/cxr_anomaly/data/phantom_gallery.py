@@ -8,14 +8,13 @@ Example:
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from cxr_anomaly import atomic
 from cxr_anomaly.data.phantoms import ANOMALY_TYPES, DEFAULT_DIFFICULTY, make_phantom
 
 logger = logging.getLogger(__name__)
@@ -84,14 +83,7 @@ def save_phantom_gallery(
     )
     fig.tight_layout(pad=0.3, rect=(0.0, 0.0, 1.0, 0.96))
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic.atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png")
     logger.info("wrote phantom gallery %s", path)
     return path
