@@ -189,10 +189,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from cxr_anomaly.engine import is_global_zero
     from cxr_anomaly.training import train
 
     config = run_config_from_args(args.model, args)
     result = train(config, Path(args.out), resume=args.resume, progress=not args.quiet)
+    if not is_global_zero():
+        return 0
     print(
         f"trained {args.model}: {result.epochs} epochs, {result.steps} steps, "
         f"{result.seconds:.1f} s -> {result.run_dir}"
@@ -214,9 +217,11 @@ def _scoring_options(args: argparse.Namespace) -> Any:
     )
 
 
-def _print_results(results: dict[str, Any], out: Path) -> None:
+def _print_results(results: dict[str, Any] | None, out: Path) -> None:
     from cxr_anomaly.study import REPORT_FILE, RESULTS_FILE, text_table
 
+    if results is None:  # a secondary process of a distributed run
+        return
     print(f"{results['protocol']['name']}: {results['protocol']['description']}")
     print(f"split: {results['split']}, image size {results['image_size']}")
     print(text_table(results))

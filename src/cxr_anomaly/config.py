@@ -79,6 +79,7 @@ class TrainConfig:
         num_nodes: machines taking part in distributed training.
         strategy: Lightning strategy (``"auto"``, ``"ddp"``...).
         channels_last: keep images and weights in channels-last memory format.
+        sync_batchnorm: under DDP, BatchNorm statistics over all processes' batches.
         num_workers: data-loader worker processes.
         early_stopping_patience: stop after this many epochs without a better normal
             validation loss; ``None`` trains all ``max_epochs``.
@@ -95,6 +96,7 @@ class TrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     channels_last: bool = True
+    sync_batchnorm: bool = True
     num_workers: int = 0
     early_stopping_patience: int | None = None
     max_time: str | None = None

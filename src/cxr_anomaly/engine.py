@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
@@ -25,14 +27,32 @@ def cpu_has_bf16() -> bool:
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
+def _on_gpu(accelerator: str) -> bool:
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def resolve_precision(precision: str, accelerator: str = "auto") -> str:
     """``auto`` -> ``bf16-mixed`` where the hardware has bf16 units, else ``32-true``."""
     if precision != "auto":
         return precision
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if on_gpu:
+    if _on_gpu(accelerator):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
     return "bf16-mixed" if cpu_has_bf16() else "32-true"
+
+
+def is_global_zero() -> bool:
+    """Whether this process is the first of its job: the only one that writes files.
+
+    Asks the process group when one exists, else the launcher's environment (torchrun's
+    ``RANK``, SLURM's ``SLURM_PROCID``, Lightning's ``NODE_RANK``/``LOCAL_RANK``), so that a
+    process re-launched for distributed training knows its place before the group is formed.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    for key in ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if key in os.environ:
+            return int(os.environ[key]) == 0
+    return int(os.environ.get("NODE_RANK", 0)) == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -114,6 +134,8 @@ def build_trainer(
         log_every_n_steps=train.log_every_n_steps,
         enable_progress_bar=progress,
         enable_model_summary=False,
+        # SyncBatchNorm needs GPUs; on CPUs the models average BatchNorm statistics themselves.
+        sync_batchnorm=train.sync_batchnorm and _on_gpu(train.accelerator),
         deterministic=False,
         default_root_dir=run_dir,
         **kwargs,

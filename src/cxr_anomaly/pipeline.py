@@ -21,6 +21,7 @@ from cxr_anomaly.checkpoint import ModelMetadata, load_weights, read_metadata
 from cxr_anomaly.config import ConfigError, DataConfig, RunConfig, build_run_config, load_yaml
 from cxr_anomaly.data.datamodule import PreparedData, SplitView
 from cxr_anomaly.data.splits import SPLITS, external_protocol
+from cxr_anomaly.engine import is_global_zero
 from cxr_anomaly.evaluation import ScoringOptions, evaluate_scored, score_split
 from cxr_anomaly.models.base import AnomalyModel
 from cxr_anomaly.study import (
@@ -72,7 +73,8 @@ def _model_result(
 ) -> ModelResult:
     name = metadata.model
     scored = score_split(model, view, options.scoring)
-    scored.write_csv(options.out / "scores" / f"{name}.csv")
+    if is_global_zero():
+        scored.write_csv(options.out / "scores" / f"{name}.csv")
     masks = view.masks(scored.map_indices) if len(scored.map_indices) else None
     evaluation = evaluate_scored(scored, masks, n_boot=options.n_boot, seed=options.seed)
     _add_model_to_examples(model, name, examples)
@@ -115,7 +117,7 @@ def evaluate_run(
     options: StudyOptions,
     data_config: DataConfig | None = None,
     external: bool = False,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Evaluate the model of ``run_dir`` on its own test split, or on other data.
 
     Args:
@@ -124,6 +126,10 @@ def evaluate_run(
         data_config: other data to evaluate on; its image size and reader settings are replaced
             by the run's own, so preprocessing matches training.
         external: take every image of the data as test data (external validation).
+
+    Returns:
+        The results (as in ``results.json``) on the first process; ``None`` on the others of a
+        distributed run.
     """
     metadata = read_metadata(run_dir)
     model = load_weights(run_dir, metadata)
@@ -144,6 +150,8 @@ def evaluate_run(
     baselines = {} if external else _baselines(data, view)
     title = f"cxr-anomaly evaluation: {metadata.model} on {data.source.describe()}"
     context = _context(title, data, view, options, None)
+    if not is_global_zero():
+        return None
     return write_study(options.out, context, [result], examples, baselines)
 
 
@@ -182,8 +190,11 @@ def _trained_model(
     return load_weights(run_dir, metadata), metadata
 
 
-def run_benchmark(options: BenchmarkOptions) -> dict[str, Any]:
-    """Train every model of ``options.models`` and compare them on one split."""
+def run_benchmark(options: BenchmarkOptions) -> dict[str, Any] | None:
+    """Train every model of ``options.models`` and compare them on one split.
+
+    Returns the results on the first process; ``None`` on the others of a distributed run.
+    """
     data = PreparedData(options.data)
     data.prepare(progress=options.progress)
     view = data.view(options.split)
@@ -202,4 +213,6 @@ def run_benchmark(options: BenchmarkOptions) -> dict[str, Any]:
         results.append(_model_result(model, metadata, run_dir, view, options, examples))
     title = f"cxr-anomaly benchmark on {data.source.describe()}"
     context = _context(title, data, view, options, options.preset)
+    if not is_global_zero():
+        return None
     return write_study(options.out, context, results, examples, _baselines(data, view))

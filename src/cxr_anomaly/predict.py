@@ -161,7 +161,7 @@ class TrainedModel:
                     pixels, row.patient_id = self.load(item)
                     good.append((row, pixels))
                 except ImageReadError as err:
-                    row.error = err.reason
+                    row.error = " ".join(err.reason.split())  # one line, for the CSV
                 rows.append(row)
             if good:
                 self._score([p for p, _ in good], np.stack([x for _, x in good]), threshold)

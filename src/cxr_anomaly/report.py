@@ -274,6 +274,16 @@ def _slug(text: str, used: set[str]) -> str:
     return slug
 
 
+# After loading, the page records how many of its figures decoded (body data attributes), so a
+# headless browser can check the report is whole without a server.
+_IMAGE_CHECK = """window.addEventListener("load", function () {
+  var images = Array.prototype.slice.call(document.images);
+  var loaded = images.filter(function (img) { return img.complete && img.naturalWidth > 0; });
+  document.body.dataset.imagesTotal = String(images.length);
+  document.body.dataset.imagesLoaded = String(loaded.length);
+});"""
+
+
 def render_report(*, title: str, sections: Sequence[Section]) -> str:
     """The full HTML document as a string (see :func:`write_report`)."""
     used: set[str] = set()
@@ -301,7 +311,7 @@ def render_report(*, title: str, sections: Sequence[Section]) -> str:
         parts.append(f"<h2>{html.escape(section.heading)}</h2>")
         parts.append(section.html)
         parts.append("</section>")
-    parts += ["</body>", "</html>", ""]
+    parts += [f"<script>\n{_IMAGE_CHECK}\n</script>", "</body>", "</html>", ""]
     return "\n".join(parts)
 
 

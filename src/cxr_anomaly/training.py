@@ -20,7 +20,7 @@ from cxr_anomaly.calibration import calibrate
 from cxr_anomaly.checkpoint import ModelMetadata, save_model
 from cxr_anomaly.config import ConfigError, RunConfig, load_yaml, to_yaml
 from cxr_anomaly.data.datamodule import CxrDataModule, PreparedData
-from cxr_anomaly.engine import build_trainer, resolve_precision
+from cxr_anomaly.engine import build_trainer, is_global_zero, resolve_precision
 from cxr_anomaly.models.base import AnomalyModel
 from cxr_anomaly.models.registry import build_model
 
@@ -73,11 +73,12 @@ def train(
         callbacks: extra Lightning callbacks.
     """
     run_dir = Path(run_dir)
-    _check_run_dir(config, run_dir, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
     data = PreparedData(config.data)
-    atomic.write_text(run_dir / CONFIG_FILE, to_yaml(config))
-    data.splits.write_csv(run_dir / SPLITS_FILE)
+    if is_global_zero():  # processes launched for DDP find the folder already made
+        _check_run_dir(config, run_dir, resume)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(run_dir / CONFIG_FILE, to_yaml(config))
+        data.splits.write_csv(run_dir / SPLITS_FILE)
 
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     model = build_model(config.model, config.model_params, config.train)

@@ -176,7 +176,7 @@ class AnoDDPM(AnomalyModel):
         self.log("train/loss", loss.detach(), prog_bar=True)
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def update_ema(self) -> None:
         if self.ema is not None:
             self.ema.update(self.unet)
 

@@ -19,9 +19,44 @@ from typing import Any, ClassVar
 
 import lightning as L
 import torch
+import torch.distributed as dist
 
 from cxr_anomaly import scoring
 from cxr_anomaly.config import TrainConfig
+
+
+def average_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Average the gradients of ``params`` over all processes (one all-reduce); no-op alone."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
+
+
+def average_buffers(module: torch.nn.Module) -> None:
+    """Average floating-point buffers (BatchNorm statistics) over all processes; no-op alone.
+
+    SyncBatchNorm needs GPUs; on CPUs each rank's statistics would drift apart, so they are
+    averaged after every step and every rank keeps identical weights and buffers.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    buffers = [b for b in module.buffers() if b.is_floating_point()]
+    if not buffers:
+        return
+    flat = torch.cat([b.reshape(-1) for b in buffers])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for buffer in buffers:
+        buffer.copy_(flat[offset : offset + buffer.numel()].view_as(buffer))
+        offset += buffer.numel()
 
 
 @dataclass
@@ -143,6 +178,31 @@ class AnomalyModel(L.LightningModule, ABC):
             maps={"l1": amap},
             scores={"l1": scoring.image_score(amap)},
         )
+
+    def set_gradients(
+        self, loss: torch.Tensor, module: torch.nn.Module, retain_graph: bool = False
+    ) -> None:
+        """Set the gradients of ``module``'s parameters from ``loss`` alone, averaged over ranks.
+
+        GANs update several networks from different losses that share one graph. The gradients
+        are computed with ``torch.autograd.grad`` for exactly those parameters and averaged over
+        the processes explicitly, so each network is synchronised under DDP whatever the other
+        losses touched (DDP's own gradient hooks are never involved).
+        """
+        params = [p for p in module.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True)
+        for param, grad in zip(params, grads, strict=True):
+            param.grad = torch.zeros_like(param) if grad is None else grad
+        average_gradients(params)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Keep BatchNorm statistics identical on every rank, then update the EMA if any."""
+        with torch.no_grad():
+            average_buffers(self)
+        self.update_ema()
+
+    def update_ema(self) -> None:
+        """One EMA step after each optimisation step (models with an EMA override this)."""
 
     def extra_metadata(self) -> dict[str, Any]:
         """Model-specific facts saved with the weights (for reports); empty by default."""

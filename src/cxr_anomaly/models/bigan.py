@@ -197,7 +197,7 @@ class BiGAN(AnomalyModel):
         fake_logit, _ = nets.discriminator(x_gen.detach(), z)
         loss_d = bce(real_logit, ones) + bce(fake_logit, zeros)
         opt_d.zero_grad()
-        self.manual_backward(loss_d)
+        self.set_gradients(loss_d, nets.discriminator)
         opt_d.step()
 
         nets.discriminator.requires_grad_(False)
@@ -213,12 +213,10 @@ class BiGAN(AnomalyModel):
             loss_e = loss_e + self.cfg.consistency_weight * consistency
             loss_g = loss_g + self.cfg.consistency_weight * consistency
             self.log("train/consistency", consistency.detach())
-        self.manual_backward(loss_e, inputs=list(nets.encoder.parameters()), retain_graph=True)
-        self.manual_backward(loss_g, inputs=list(nets.generator.parameters()))
+        self.set_gradients(loss_e, nets.encoder, retain_graph=True)
+        self.set_gradients(loss_g, nets.generator)
         opt_e.step()
         opt_g.step()
-        if self.ema is not None:
-            self.ema.update(nets)
         self.log_dict(
             {
                 "train/loss_d": loss_d.detach(),
@@ -226,6 +224,10 @@ class BiGAN(AnomalyModel):
                 "train/loss_g": loss_g.detach(),
             },
         )
+
+    def update_ema(self) -> None:
+        if self.ema is not None:
+            self.ema.update(self.nets)
 
     def test_nets(self) -> BiGANNets:
         """The networks used at test time: the EMA copy when trained with one."""

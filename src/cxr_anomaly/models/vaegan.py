@@ -190,7 +190,7 @@ class VAEGAN(AnomalyModel):
         d_prior, _ = self.discriminator(x_prior.detach())
         loss_d = bce(d_real, ones) + bce(d_tilde, zeros) + bce(d_prior, zeros)
         opt_d.zero_grad()
-        self.manual_backward(loss_d)
+        self.set_gradients(loss_d, self.discriminator)
         opt_d.step()
 
         # Encoder and decoder through the (just updated, frozen) discriminator's features.
@@ -210,8 +210,8 @@ class VAEGAN(AnomalyModel):
         loss_g = self.cfg.gamma * feature_loss + gan_g + self.cfg.pixel_weight * pixel_loss
         opt_e.zero_grad()
         opt_g.zero_grad()
-        self.manual_backward(loss_e, inputs=list(self.encoder.parameters()), retain_graph=True)
-        self.manual_backward(loss_g, inputs=list(self.decoder.parameters()))
+        self.set_gradients(loss_e, self.encoder, retain_graph=True)
+        self.set_gradients(loss_g, self.decoder)
         opt_e.step()
         opt_g.step()
         self.log_dict(

@@ -1,0 +1,60 @@
+"""A distributed job for tests/test_distributed.py: run as ``python ddp_job.py OUT DEVICES``.
+
+Trains every model for a few steps with DDP on the CPU (gloo), each rank dumping its final
+weights, then scores the test split of one model with the same number of processes. Lightning's
+launcher starts the other ranks by running this script again.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import lightning as L
+import torch
+from safetensors.torch import save_file
+
+from cxr_anomaly.checkpoint import load_weights
+from cxr_anomaly.data.datamodule import PreparedData
+from cxr_anomaly.engine import is_global_zero
+from cxr_anomaly.evaluation import ScoringOptions, score_split
+from cxr_anomaly.training import train
+from tiny import MODEL_NAMES, tiny_run
+
+
+class DumpWeights(L.Callback):
+    """Each rank saves its final weights (and EMA) to ``rank<R>.safetensors``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        state = {k: v.detach().cpu().contiguous() for k, v in pl_module.state_dict().items()}
+        save_file(state, str(self.folder / f"rank{trainer.global_rank}.safetensors"))
+
+
+def main() -> None:
+    out, devices = Path(sys.argv[1]), int(sys.argv[2])
+    for name in MODEL_NAMES:
+        folder = out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        config = tiny_run(name, out / "cache", epochs=1)
+        config.train.devices = devices
+        config.train.strategy = "ddp" if devices > 1 else "auto"
+        train(config, folder / "run", progress=False, callbacks=[DumpWeights(folder)])
+    # Score the test split of the first model's run with `devices` processes.
+    run_dir = out / MODEL_NAMES[0] / "run"
+    model = load_weights(run_dir)
+    data = PreparedData(tiny_run(MODEL_NAMES[0], out / "cache").data)
+    data.prepare(["test"])
+    options = ScoringOptions(
+        batch_size=3, accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto"
+    )
+    scored = score_split(model, data.view("test"), options)
+    if is_global_zero():
+        scored.write_csv(out / f"scores-{devices}.csv")
+        torch.save({"world": devices}, out / f"done-{devices}.pt")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""End to end: benchmark all four models on tiny synthetic data; evaluate; the HTML report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cxr_anomaly import metrics
+from cxr_anomaly.config import DataConfig
+from cxr_anomaly.evaluation import ScoringOptions
+from cxr_anomaly.pipeline import BenchmarkOptions, StudyOptions, evaluate_run, run_benchmark
+from cxr_anomaly.study import FIGURES, REPORT_FILE, RESULTS_FILE
+from tiny import MODEL_NAMES, SIZE, TINY_PARAMS, tiny_data
+
+
+def _options(out: Path, cache: Path) -> BenchmarkOptions:
+    return BenchmarkOptions(
+        out=out,
+        models=MODEL_NAMES,
+        data=tiny_data(cache),
+        train_overrides={"max_epochs": 1, "batch_size": 8, "precision": "32-true"},
+        model_overrides={name: dict(TINY_PARAMS[name]) for name in MODEL_NAMES},
+        scoring=ScoringOptions(batch_size=8),
+        n_boot=50,
+        progress=False,
+        command="pytest",
+    )
+
+
+@pytest.fixture(scope="module")
+def bench_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bench")
+
+
+@pytest.fixture(scope="module")
+def benchmark(bench_root: Path) -> tuple[Path, dict[str, Any]]:
+    out = bench_root / "out"
+    return out, run_benchmark(_options(out, bench_root / "cache"))
+
+
+def _scores_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return np.array([int(r["label"]) for r in rows]), np.array([float(r["l1"]) for r in rows])
+
+
+def test_benchmark_writes_results_figures_and_report(
+    benchmark: tuple[Path, dict[str, Any]],
+) -> None:
+    out, results = benchmark
+    assert json.loads((out / RESULTS_FILE).read_text()) == json.loads(json.dumps(results))
+    assert list(results["models"]) == list(MODEL_NAMES)
+    for figure in FIGURES.values():
+        assert (out / "figures" / figure).stat().st_size > 1000, figure
+    assert results["image_size"] == SIZE
+    assert results["split"] == "test"
+    assert results["split_summary"]["test"]["normal"]["images"] == 8
+    assert "histogram" in results["baselines"]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_results_agree_with_the_per_image_scores(
+    name: str, benchmark: tuple[Path, dict[str, Any]]
+) -> None:
+    out, results = benchmark
+    labels, scores = _scores_csv(out / "scores" / f"{name}.csv")
+    assert len(labels) == 16 and labels.sum() == 8
+    entry = results["models"][name]
+    assert entry["image"]["auroc"] == pytest.approx(metrics.auroc(labels, scores), abs=1e-9)
+    low, high = entry["image"]["auroc_ci"]
+    assert low <= entry["image"]["auroc"] <= high
+    assert entry["pixel"] is not None  # synthetic data has masks
+    assert 0.0 <= entry["pixel"]["pixel_auroc"] <= 1.0
+    assert entry["training"]["epochs"] == 1
+
+
+def test_report_shows_every_model_with_its_numbers(
+    benchmark: tuple[Path, dict[str, Any]],
+) -> None:
+    out, results = benchmark
+    text = (out / REPORT_FILE).read_text()
+    for name, entry in results["models"].items():
+        assert name in text
+        assert f"{entry['image']['auroc']:.3f}" in text
+    assert len(re.findall(r'src="data:image/png;base64,', text)) == len(FIGURES)
+    assert "pytest" in text  # the command that produced it
+
+
+def test_a_second_benchmark_reuses_the_trained_models(
+    benchmark: tuple[Path, dict[str, Any]], bench_root: Path
+) -> None:
+    out, results = benchmark
+    weights = {n: (out / "runs" / n / "model.safetensors").stat().st_mtime_ns for n in MODEL_NAMES}
+    again = run_benchmark(_options(out, bench_root / "cache"))
+    for name in MODEL_NAMES:
+        assert (out / "runs" / name / "model.safetensors").stat().st_mtime_ns == weights[name]
+        assert again["models"][name]["image"]["auroc"] == results["models"][name]["image"]["auroc"]
+
+
+def test_evaluate_on_the_runs_own_split_and_on_external_data(
+    benchmark: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    out, results = benchmark
+    run_dir = out / "runs" / "vaegan"
+    own = evaluate_run(run_dir, StudyOptions(out=tmp_path / "own", n_boot=20))
+    assert own["models"]["vaegan"]["image"]["auroc"] == pytest.approx(
+        results["models"]["vaegan"]["image"]["auroc"]
+    )
+    other = DataConfig(
+        spec="synthetic:n_train=4,n_val_normal=2,n_test_normal=6,n_test_abnormal=6,seed=9",
+        size=48,  # replaced by the run's own size: preprocessing must match training
+        cache_dir=str(tmp_path / "cache"),
+    )
+    external = evaluate_run(run_dir, StudyOptions(out=tmp_path / "ext", n_boot=20), other, True)
+    assert external["protocol"]["name"] == "external"
+    assert external["image_size"] == SIZE
+    # every image of the other dataset is test data: 4 + 2 + 6 + 6
+    counts = external["split_summary"]["test"]
+    assert sum(c["images"] for c in counts.values()) == 18
+    assert (tmp_path / "ext" / REPORT_FILE).is_file()
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def test_report_renders_in_headless_chromium_with_every_figure_loaded(
+    benchmark: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (Debian package 'chromium')")
+    out, _ = benchmark
+    command = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        (out / REPORT_FILE).as_uri(),
+    ]
+    dom = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "HOME": str(tmp_path)},
+    ).stdout
+    total = re.search(r'data-images-total="(\d+)"', dom)
+    loaded = re.search(r'data-images-loaded="(\d+)"', dom)
+    assert total and loaded, "the report's load check did not run"
+    assert int(total.group(1)) == len(FIGURES)
+    assert int(loaded.group(1)) == int(total.group(1))
