@@ -11,13 +11,17 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 
 from cxr_anomaly.checkpoint import load_weights
 from cxr_anomaly.data.datamodule import PreparedData
+from cxr_anomaly.data.phantoms import make_phantom
 from cxr_anomaly.engine import is_global_zero
 from cxr_anomaly.evaluation import ScoringOptions, score_split
+from cxr_anomaly.predict import run_predict
 from cxr_anomaly.training import train
 from tiny import MODEL_NAMES, tiny_run
 
@@ -33,8 +37,20 @@ class DumpWeights(L.Callback):
         save_file(state, str(self.folder / f"rank{trainer.global_rank}.safetensors"))
 
 
+def _input_files(folder: Path) -> None:
+    """A few PNG phantoms and one unreadable file for ``predict`` (made once, by rank 0)."""
+    if folder.exists():
+        return
+    folder.mkdir(parents=True)
+    for seed in range(7):
+        image = make_phantom(64, seed, "nodule" if seed % 2 else None).image
+        Image.fromarray((image * 255).astype(np.uint8)).save(folder / f"p{seed}.png")
+    (folder / "broken.png").write_bytes(b"not an image")
+
+
 def main() -> None:
     out, devices = Path(sys.argv[1]), int(sys.argv[2])
+    _input_files(out / "inputs")
     for name in MODEL_NAMES:
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -51,6 +67,7 @@ def main() -> None:
         batch_size=3, accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto"
     )
     scored = score_split(model, data.view("test"), options)
+    run_predict(run_dir, [out / "inputs"], out / f"predict-{devices}", options=options)
     if is_global_zero():
         scored.write_csv(out / f"scores-{devices}.csv")
         torch.save({"world": devices}, out / f"done-{devices}.pt")

@@ -78,3 +78,22 @@ def test_scoring_with_two_processes_matches_one_process_on_the_same_model(ddp_ru
     assert list(two) == scored.ids  # same ids, same order
     for sample_id, value in zip(scored.ids, scored.score, strict=True):
         assert two[sample_id] == pytest.approx(value, abs=1e-6)
+
+
+def test_predict_with_two_processes_matches_one_process(ddp_runs: Path, tmp_path: Path) -> None:
+    from cxr_anomaly.predict import run_predict
+
+    with open(ddp_runs / "predict-2" / "predictions.csv", newline="") as handle:
+        two = {row["path"]: row for row in csv.DictReader(handle)}
+    report = run_predict(
+        ddp_runs / MODEL_NAMES[0] / "run", [ddp_runs / "inputs"], tmp_path, batch_size=3
+    )
+    assert report is not None
+    with open(report.csv_path, newline="") as handle:
+        one = {row["path"]: row for row in csv.DictReader(handle)}
+    assert list(two) == list(one) and len(one) == 8
+    for path, row in one.items():
+        assert two[path]["error"] == row["error"]
+        if row["score"]:
+            assert float(two[path]["score"]) == pytest.approx(float(row["score"]), abs=1e-6)
+    assert sum(1 for row in two.values() if row["error"]) == 1

@@ -295,14 +295,17 @@ def _command_line() -> str:
 def cmd_predict(args: argparse.Namespace) -> int:
     from cxr_anomaly.predict import run_predict
 
+    args.score_batch_size = args.batch_size
     report = run_predict(
         Path(args.run_dir),
         args.inputs,
         Path(args.out),
         specificity=args.specificity,
-        batch_size=args.batch_size,
-        progress=not args.quiet,
+        options=_scoring_options(args),
+        num_workers=args.workers,
     )
+    if report is None:  # a secondary process of a distributed run
+        return 0
     print(
         f"{report.n_inputs} input(s): {report.n_scored} scored, {report.n_failed} failed"
         + (f" ({report.n_resumed} from an earlier run)" if report.n_resumed else "")
@@ -409,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="decision threshold: this fraction of normal validation images scores below it",
     )
     predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--workers", type=int, default=0, help="processes reading the files")
+    _add_trainer_args(predict)
     predict.set_defaults(func=cmd_predict)
 
     phantoms = commands.add_parser("phantoms", help="save a figure of the synthetic phantoms")

@@ -91,12 +91,28 @@ class _ScoringModule(L.LightningModule):
         }
 
 
-def _gather(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def gather_outputs(outputs: list[Any]) -> list[Any]:
+    """Every process's ``Trainer.predict`` outputs, on every process (one all-gather)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return outputs
     everything: list[list[dict[str, Any]] | None] = [None] * dist.get_world_size()
     dist.all_gather_object(everything, outputs)
     return [item for part in everything for item in (part or [])]
+
+
+def scoring_trainer(options: ScoringOptions) -> L.Trainer:
+    """A Trainer for ``predict`` on the devices of ``options`` (models set their own precision)."""
+    return L.Trainer(
+        accelerator=options.accelerator,
+        devices=options.devices,
+        num_nodes=options.num_nodes,
+        strategy=options.strategy,
+        precision="32-true",
+        logger=False,
+        enable_progress_bar=options.progress,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
 
 
 def score_split(
@@ -116,21 +132,11 @@ def score_split(
         raise ValueError(f"the {view.name} split holds no prepared image to score")
     keep_map = view.mask_known() if keep_maps else np.zeros(n, bool)
     module = _ScoringModule(model, keep_map, model.config.default_score)
-    trainer = L.Trainer(
-        accelerator=options.accelerator,
-        devices=options.devices,
-        num_nodes=options.num_nodes,
-        strategy=options.strategy,
-        precision="32-true",
-        logger=False,
-        enable_progress_bar=options.progress,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
+    trainer = scoring_trainer(options)
     start = time.perf_counter()
     outputs = trainer.predict(module, dataloaders=make_loader(view, options.batch_size)) or []
     seconds = time.perf_counter() - start
-    parts = _gather([o for o in outputs if isinstance(o, dict)])
+    parts = gather_outputs([o for o in outputs if isinstance(o, dict)])
     index = torch.cat([p["index"] for p in parts]).numpy()
     names = list(parts[0]["scores"]) if parts else list(model.score_names())
     order, first = np.unique(index, return_index=True)

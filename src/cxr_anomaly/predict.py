@@ -17,11 +17,13 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
+from torch.utils.data import DataLoader, Dataset
 
 from cxr_anomaly import atomic, viz
 from cxr_anomaly.calibration import ScoreCalibration, calibration_for
@@ -34,6 +36,8 @@ from cxr_anomaly.data.images import (
     to_grey,
 )
 from cxr_anomaly.data.preprocess import preprocess
+from cxr_anomaly.engine import is_global_zero
+from cxr_anomaly.evaluation import ScoringOptions, gather_outputs, scoring_trainer
 from cxr_anomaly.models.base import AnomalyModel
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,7 @@ CSV_COLUMNS = (
     "overlay",
     "error",
 )
+CHUNK = 512
 RESULT_FILE = "predictions.csv"
 PARTIAL_FILE = "predictions.partial.csv"
 OVERLAY_SCALE = 4
@@ -169,16 +174,33 @@ class TrainedModel:
 
     def _score(self, rows: list[Prediction], images: np.ndarray, threshold: float) -> None:
         inference = self.model.infer(torch.from_numpy(images[:, None]))
-        scores = inference.scores[self.score_name].numpy()
-        maps = inference.maps[self.score_name][:, 0].numpy()
         recon = inference.reconstruction
+        self.fill(
+            rows,
+            images,
+            inference.scores[self.score_name].numpy(),
+            inference.maps[self.score_name][:, 0].numpy(),
+            None if recon is None else recon[:, 0].numpy(),
+            threshold,
+        )
+
+    def fill(
+        self,
+        rows: Sequence[Prediction],
+        images: np.ndarray,
+        scores: np.ndarray,
+        maps: np.ndarray,
+        recon: np.ndarray | None,
+        threshold: float,
+    ) -> None:
+        """Complete ``rows`` from the model's outputs on their images (N, S, S)."""
         for i, row in enumerate(rows):
             row.score = float(scores[i])
             row.normal_percentile = float(self.calibration.percentile(scores[i]))
             row.decision = "abnormal" if scores[i] > threshold else "normal"
             row.image = images[i]
             row.anomaly_map = maps[i]
-            row.reconstruction = None if recon is None else recon[i, 0].numpy()
+            row.reconstruction = None if recon is None else recon[i]
 
     def overlay(self, prediction: Prediction) -> np.ndarray:
         """RGB uint8 panels: the image, its red heatmap, and the reconstruction beside them."""
@@ -250,24 +272,112 @@ def _row(prediction: Prediction, overlay: str) -> dict[str, str]:
     }
 
 
+class _InputFiles(Dataset[dict[str, Any]]):
+    """Input files read and preprocessed as the model's training data; errors kept, not raised."""
+
+    def __init__(self, model: TrainedModel, paths: Sequence[str]) -> None:
+        self.model = model
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        size = self.model.size
+        item: dict[str, Any] = {"index": index, "ok": True, "error": "", "patient": ""}
+        try:
+            pixels, patient = self.model.load(self.paths[index])
+            item.update(image=torch.from_numpy(pixels)[None], patient=patient or "")
+        except ImageReadError as err:
+            item.update(
+                image=torch.zeros(1, size, size), ok=False, error=" ".join(err.reason.split())
+            )
+        return item
+
+
+class _PredictModule(L.LightningModule):
+    """``Trainer.predict`` over input files: scores, maps and reconstructions of readable ones."""
+
+    def __init__(self, model: TrainedModel) -> None:
+        super().__init__()
+        self.model = model.model
+        self.score_name = model.score_name
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        ok = batch["ok"].cpu()
+        out: dict[str, Any] = {
+            "index": batch["index"].cpu(),
+            "ok": ok,
+            "error": list(batch["error"]),
+            "patient": list(batch["patient"]),
+            "image": batch["image"][:, 0].cpu()[ok],
+        }
+        if ok.any():
+            inference = self.model.infer(batch["image"][ok.to(batch["image"].device)])
+            recon = inference.reconstruction
+            out["score"] = inference.scores[self.score_name].cpu()
+            out["map"] = inference.maps[self.score_name][:, 0].cpu()
+            out["recon"] = None if recon is None else recon[:, 0].cpu()
+        return out
+
+
+def _predictions(
+    model: TrainedModel, paths: Sequence[str], outputs: list[dict[str, Any]], threshold: float
+) -> list[Prediction]:
+    """Rows in input order from the (gathered, possibly padded) outputs of ``Trainer.predict``."""
+    rows: dict[int, Prediction] = {}
+    for out in outputs:
+        indices = out["index"].tolist()
+        ok = out["ok"].tolist()
+        good_rows = []
+        for position, index in enumerate(indices):
+            if index in rows:
+                continue  # padding added by a distributed sampler
+            row = Prediction(
+                path=paths[index],
+                model=model.name,
+                threshold=threshold,
+                patient_id=out["patient"][position] or None,
+                error=out["error"][position] or None,
+            )
+            rows[index] = row
+            if ok[position]:
+                good_rows.append((int(sum(ok[:position])), row))
+        if good_rows:
+            keep = [k for k, _ in good_rows]
+            recon = out["recon"]
+            model.fill(
+                [row for _, row in good_rows],
+                out["image"].numpy()[keep],
+                out["score"].numpy()[keep],
+                out["map"].numpy()[keep],
+                None if recon is None else recon.numpy()[keep],
+                threshold,
+            )
+    return [rows[i] for i in range(len(paths))]
+
+
 def run_predict(
     run_dir: Path,
     inputs: Sequence[str | Path],
     out: Path,
     specificity: float = 0.95,
     batch_size: int = 32,
-    progress: bool = False,
-) -> PredictReport:
+    options: ScoringOptions | None = None,
+    num_workers: int = 0,
+) -> PredictReport | None:
     """Predict every input; write overlays and ``predictions.csv`` under ``out``.
 
-    Rows are saved atomically after each batch in ``predictions.partial.csv``; an interrupted
-    run, started again, skips what it finished. ``predictions.csv`` appears only when all
-    inputs have a row.
+    Files are read (``num_workers`` loader processes) and scored through Lightning's
+    ``Trainer.predict`` on the devices of ``options``; the first process alone writes. Rows
+    are saved atomically after each chunk in ``predictions.partial.csv``; an interrupted run,
+    started again, skips what it finished. ``predictions.csv`` appears only when all inputs
+    have a row. Returns the report on the first process, ``None`` on the others.
     """
     model = load_model(run_dir)
     paths = [str(p) for p in find_inputs(inputs)]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "overlays").mkdir(exist_ok=True)
+    if is_global_zero():
+        (out / "overlays").mkdir(parents=True, exist_ok=True)
     previous = {
         row["path"]: row
         for row in _read_rows(out / RESULT_FILE) + _read_rows(out / PARTIAL_FILE)
@@ -275,17 +385,29 @@ def run_predict(
     }
     todo = [p for p in paths if p not in previous]
     done = dict(previous)
-    with tqdm(total=len(todo), desc="predict", unit="img", disable=not progress) as bar:
-        for predictions in model.iter_predict(todo, specificity, batch_size):
-            for prediction in predictions:
-                overlay = ""
-                if prediction.ok:
-                    overlay = f"overlays/{overlay_name(prediction.path)}"
-                    with atomic.atomic_path(out / overlay) as tmp:
-                        Image.fromarray(model.overlay(prediction)).save(tmp, format="PNG")
-                done[prediction.path] = _row(prediction, overlay)
-            _write_rows(out / PARTIAL_FILE, [done[p] for p in paths if p in done])
-            bar.update(len(predictions))
+    options = options or ScoringOptions(batch_size=batch_size)
+    threshold = model.calibration.threshold(specificity)
+    trainer = scoring_trainer(options)
+    module = _PredictModule(model)
+    primary = is_global_zero()
+    for start in range(0, len(todo), CHUNK):
+        chunk = todo[start : start + CHUNK]
+        loader = DataLoader(
+            _InputFiles(model, chunk), batch_size=options.batch_size, num_workers=num_workers
+        )
+        outputs = gather_outputs(trainer.predict(module, dataloaders=loader) or [])
+        if not primary:
+            continue
+        for prediction in _predictions(model, chunk, outputs, threshold):
+            overlay = ""
+            if prediction.ok:
+                overlay = f"overlays/{overlay_name(prediction.path)}"
+                with atomic.atomic_path(out / overlay) as tmp:
+                    Image.fromarray(model.overlay(prediction)).save(tmp, format="PNG")
+            done[prediction.path] = _row(prediction, overlay)
+        _write_rows(out / PARTIAL_FILE, [done[p] for p in paths if p in done])
+    if not primary:
+        return None
     rows = [done[p] for p in paths]
     _write_rows(out / RESULT_FILE, rows)
     (out / PARTIAL_FILE).unlink(missing_ok=True)

@@ -1,0 +1,174 @@
+"""Detection quality on real data: every model over several training seeds, beside a trivial
+detector, with the protocol stated next to every number.
+
+For each seed this runs the project's own ``benchmark`` job (train on normal images, score one
+split, patient-level bootstrap intervals) and then aggregates: mean and spread over seeds of
+AUROC and AP for every model and every score it offers, training time and epochs, and the gap to
+the target. The split is fixed (``--split-seed``) so that seeds vary only the training.
+
+    python benchmarks/quality.py --data folder:../shared/data/zhanglab-cxr/train
+    python benchmarks/quality.py --data rsna:/data/rsna --protocol seed --split test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from cxr_anomaly.config import DataConfig
+from cxr_anomaly.evaluation import ScoringOptions
+from cxr_anomaly.pipeline import DEMO_MODELS, BenchmarkOptions, run_benchmark
+
+TARGET = 0.80
+
+
+def _default_data() -> str:
+    root = Path(os.environ.get("CXR_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data"))
+    return f"folder:{root / 'zhanglab-cxr' / 'train'}"
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def aggregate(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Mean and spread over seeds of every model's (and the trivial detector's) metrics."""
+    first = next(iter(per_seed.values()))
+    models: dict[str, Any] = {}
+    for name in first["models"]:
+        entries = [r["models"][name] for r in per_seed.values()]
+        scores: dict[str, Any] = {}
+        for score in entries[0]["score_variants"]:
+            scores[score] = {
+                "auroc": _spread([e["score_variants"][score]["auroc"] for e in entries]),
+                "ap": _spread([e["score_variants"][score]["ap"] for e in entries]),
+            }
+        models[name] = {
+            "default_score": entries[0]["score"],
+            "scores": scores,
+            "auroc_ci_per_seed": {
+                s: r["models"][name]["image"]["auroc_ci"] for s, r in per_seed.items()
+            },
+            "ap_ci_per_seed": {s: r["models"][name]["image"]["ap_ci"] for s, r in per_seed.items()},
+            "train_seconds": _spread([e["training"]["seconds"] for e in entries]),
+            "epochs": entries[0]["training"]["epochs"],
+            "scoring_images_per_s": _spread([e["images_per_second"] for e in entries]),
+        }
+    baselines = {
+        name: {"auroc": entry["auroc"], "auroc_ci": entry["auroc_ci"], "ap": entry["ap"]}
+        for name, entry in first["baselines"].items()
+    }
+    return {
+        "data": first["data"],
+        "protocol": first["protocol"],
+        "split": first["split"],
+        "split_summary": first["split_summary"],
+        "image_size": first["image_size"],
+        "preset": first["preset"],
+        "seeds": list(per_seed),
+        "models": models,
+        "baselines": baselines,
+        "target_auroc": TARGET,
+    }
+
+
+def table(summary: dict[str, Any]) -> str:
+    """The aggregated results as text: one row per model and score, trivial detector last."""
+    lines = [
+        f"data: {summary['data']}",
+        f"protocol: {summary['protocol']['name']}: {summary['protocol']['description']}",
+        f"evaluated split: {summary['split']} (patient-level); image size {summary['image_size']};"
+        f" preset {summary['preset']}; training seeds {summary['seeds']}",
+        f"{'model':<18} {'score':<10} {'AUROC mean±sd':<15} {'AP mean±sd':<15} "
+        f"{'seed-0 AUROC 95% CI':<20} {'epochs':>6} {'train s':>8} {'vs 0.80':>8}",
+    ]
+    for name, entry in summary["models"].items():
+        for score, values in entry["scores"].items():
+            auroc, ap = values["auroc"], values["ap"]
+            ci = (
+                entry["auroc_ci_per_seed"][summary["seeds"][0]]
+                if score == entry["default_score"]
+                else None
+            )
+            ci_text = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-"
+            lines.append(
+                f"{name:<18} {score:<10} {auroc['mean']:.3f}±{auroc['sd']:.3f}    "
+                f"{ap['mean']:.3f}±{ap['sd']:.3f}    {ci_text:<20} {entry['epochs']:>6} "
+                f"{entry['train_seconds']['mean']:>8.0f} {auroc['mean'] - TARGET:>+8.3f}"
+            )
+    for name, entry in summary["baselines"].items():
+        ci = entry["auroc_ci"]
+        lines.append(
+            f"{name + ' (trivial)':<18} {name:<10} {entry['auroc']:.3f}          "
+            f"{entry['ap']:.3f}          [{ci[0]:.3f}, {ci[1]:.3f}]"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=_default_data())
+    parser.add_argument("--protocol")
+    parser.add_argument("--split", default="val", help="labelled split to report (default: val)")
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--models", default=",".join(DEMO_MODELS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--epochs", type=int, help="override every preset's max_epochs")
+    parser.add_argument("--out", default="benchmarks/results/quality")
+    parser.add_argument("--cache-dir")
+    args = parser.parse_args(argv)
+
+    out = Path(args.out)
+    data = DataConfig(
+        spec=args.data,
+        protocol=args.protocol,
+        size=args.size,
+        split_seed=args.split_seed,
+        cache_dir=args.cache_dir,
+    )
+    per_seed: dict[int, dict[str, Any]] = {}
+    for seed in (int(s) for s in args.seeds.split(",")):
+        overrides: dict[str, Any] = {"seed": seed}
+        if args.epochs:
+            overrides["max_epochs"] = args.epochs
+        options = BenchmarkOptions(
+            out=out / f"seed{seed}",
+            split=args.split,
+            scoring=ScoringOptions(),
+            command=" ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+            models=tuple(args.models.split(",")),
+            data=data,
+            preset=args.preset,
+            train_overrides=overrides,
+            progress=False,
+        )
+        results = run_benchmark(options)
+        if results is None:
+            return 0
+        per_seed[seed] = results
+        print(
+            f"seed {seed} done: "
+            + ", ".join(f"{n} {e['image']['auroc']:.3f}" for n, e in results["models"].items()),
+            flush=True,
+        )
+    summary = aggregate(per_seed)
+    print(table(summary))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"wrote {out / 'summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
