@@ -16,6 +16,10 @@ feature-matching score; its map is the L1 map, the feature term having no spatia
 "Combining GANs and AutoEncoders for efficient anomaly detection", ICPR 2020):
 ``|x - G(E(x))|`` on the encoder and generator, which makes G(E(x)) a reconstruction of x
 within a CPU-sized training budget instead of only a sample with a similar latent code.
+
+``uncertainty`` (needs ``consistency_weight > 0``) makes the generator also predict a per-pixel
+log-variance, trains the consistency term as a Gaussian likelihood and adds the
+uncertainty-normalised score (see ``models/uncertainty.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ from torch import nn
 from cxr_anomaly.config import TrainConfig
 from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig
 from cxr_anomaly.models.ema import EMA
+from cxr_anomaly.models.uncertainty import (
+    add_uncertainty_score,
+    heteroscedastic_loss,
+    split_logvar,
+)
 
 
 @dataclass
@@ -50,6 +59,7 @@ class BiGANConfig(ModelConfig):
     ema_decay: float | None = 0.999
     fm_weight: float = 0.1
     consistency_weight: float = 0.0
+    uncertainty: bool = False
     default_score: str = "l1"
 
 
@@ -91,7 +101,7 @@ class BiGANGenerator(nn.Module):
             nn.BatchNorm1d(units),
             nn.ReLU(),
         )
-        channels = (*cfg.generator_channels[1:], 1)
+        channels = (*cfg.generator_channels[1:], 2 if cfg.uncertainty else 1)
         layers: list[nn.Module] = []
         c_prev = self.top
         for i, c in enumerate(channels):
@@ -103,8 +113,12 @@ class BiGANGenerator(nn.Module):
         self.ups = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.with_logvar(z)[0]
+
+    def with_logvar(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The image in [-1, 1] and, with ``uncertainty``, its per-pixel log-variance."""
         h = self.dense(z).view(-1, self.top, self.side, self.side)
-        return torch.tanh(self.ups(h))
+        return split_logvar(self.ups(h))
 
 
 class BiGANDiscriminator(nn.Module):
@@ -161,6 +175,8 @@ class BiGAN(AnomalyModel):
     def __init__(self, config: BiGANConfig, train: TrainConfig | None = None) -> None:
         super().__init__(config, train)
         self.cfg = config
+        if config.uncertainty and config.consistency_weight <= 0:
+            raise ValueError("uncertainty needs consistency_weight > 0 (its only training signal)")
         for name, depth in (
             ("encoder", len(config.encoder_channels) - 1),
             ("generator", len(config.generator_channels)),
@@ -173,7 +189,7 @@ class BiGAN(AnomalyModel):
         self.automatic_optimization = False
 
     def score_names(self) -> tuple[str, ...]:
-        return ("l1", "fm")
+        return ("l1", "fm", "uncertainty") if self.cfg.uncertainty else ("l1", "fm")
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         betas = (self.cfg.beta1, 0.999)
@@ -209,7 +225,11 @@ class BiGAN(AnomalyModel):
         opt_e.zero_grad()
         opt_g.zero_grad()
         if self.cfg.consistency_weight > 0:
-            consistency = (nets.generator(z_hat) - x).abs().mean()
+            recon, logvar = nets.generator.with_logvar(z_hat)
+            error = recon - x
+            consistency = (
+                error.abs().mean() if logvar is None else heteroscedastic_loss(error, logvar)
+            )
             loss_e = loss_e + self.cfg.consistency_weight * consistency
             loss_g = loss_g + self.cfg.consistency_weight * consistency
             self.log("train/consistency", consistency.detach())
@@ -243,8 +263,10 @@ class BiGAN(AnomalyModel):
         nets = self.test_nets()
         signed = self.to_signed(x)
         z_hat = nets.encoder(signed)
-        recon_signed = nets.generator(z_hat)
+        recon_signed, logvar = nets.generator.with_logvar(z_hat)
         result = self.reconstruction_inference(x, self.to_unit(recon_signed))
+        if logvar is not None:
+            add_uncertainty_score(result, signed - recon_signed, logvar)
         _, feat_real = nets.discriminator(signed, z_hat)
         _, feat_recon = nets.discriminator(recon_signed, z_hat)
         feature_term = (feat_real - feat_recon).abs().mean(1)

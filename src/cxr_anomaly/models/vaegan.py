@@ -16,6 +16,11 @@ At test time the reconstruction is G(mu(x)), the posterior mean, in eval mode.
 ``pixel_weight`` (0 in the reference) adds ``pixel_weight * |x~ - x|`` to the encoder and decoder
 losses: the learned similarity alone needs long training before reconstructions resemble the
 input, and the CPU-quick preset does not have that time.
+
+``uncertainty`` (Mao et al., MICCAI 2020) makes the decoder also predict a per-pixel
+log-variance ``s``; the pixel term becomes ``mean(exp(-s) (x - x~)^2 + s)`` and the extra score
+``uncertainty`` is the mean of ``exp(-s) (x - x~)^2``, the error normalised by how uncertain the
+model is at each pixel of normal images.
 """
 
 from __future__ import annotations
@@ -30,6 +35,11 @@ from torch import nn
 
 from cxr_anomaly.config import TrainConfig
 from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig
+from cxr_anomaly.models.uncertainty import (
+    add_uncertainty_score,
+    heteroscedastic_loss,
+    split_logvar,
+)
 
 
 @dataclass
@@ -48,6 +58,7 @@ class VAEGANConfig(ModelConfig):
     encoder_feature_weight: float = 5.0
     kl_weight: float = 1.0
     pixel_weight: float = 0.0
+    uncertainty: bool = False
 
 
 def _conv_block(c_in: int, c_out: int, stride: int, slope: float, norm: bool = True) -> nn.Module:
@@ -105,11 +116,15 @@ class VAEGANDecoder(nn.Module):
         )
         channels = (*cfg.encoder_channels[::-1], cfg.encoder_channels[0] // 2)
         self.ups = nn.Sequential(*(_up_block(a, b) for a, b in itertools.pairwise(channels)))
-        self.out = nn.Conv2d(channels[-1], 1, 5, 1, 2)
+        self.out = nn.Conv2d(channels[-1], 2 if cfg.uncertainty else 1, 5, 1, 2)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.with_logvar(z)[0]
+
+    def with_logvar(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The image in [-1, 1] and, with ``uncertainty``, its per-pixel log-variance."""
         h = self.dense(z).view(-1, self.top, self.side, self.side)
-        return torch.tanh(self.out(self.ups(h)))
+        return split_logvar(self.out(self.ups(h)))
 
 
 class VAEGANDiscriminator(nn.Module):
@@ -145,6 +160,8 @@ class VAEGAN(AnomalyModel):
     def __init__(self, config: VAEGANConfig, train: TrainConfig | None = None) -> None:
         super().__init__(config, train)
         self.cfg = config
+        if config.uncertainty and config.pixel_weight <= 0:
+            raise ValueError("uncertainty needs pixel_weight > 0 (its only training signal)")
         if config.image_size % 2 ** len(
             config.discriminator_channels[1:]
         ) or config.image_size % 2 ** len(config.encoder_channels):
@@ -155,7 +172,7 @@ class VAEGAN(AnomalyModel):
         self.automatic_optimization = False
 
     def score_names(self) -> tuple[str, ...]:
-        return ("l1", "feature")
+        return ("l1", "feature", "uncertainty") if self.cfg.uncertainty else ("l1", "feature")
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         lr = self.cfg.lr
@@ -170,10 +187,15 @@ class VAEGAN(AnomalyModel):
     def _losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         mu, logvar = self.encoder(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        x_tilde = self.decoder(z)
+        x_tilde, pixel_logvar = self.decoder.with_logvar(z)
         x_prior = self.decoder(torch.randn_like(mu))
         kl = -0.5 * torch.mean(1 + logvar - mu.square() - logvar.exp())
-        return {"mu": mu, "x_tilde": x_tilde, "x_prior": x_prior, "kl": kl}
+        pixel = (
+            (x_tilde - x).abs().mean()
+            if pixel_logvar is None
+            else heteroscedastic_loss(x_tilde - x, pixel_logvar)
+        )
+        return {"mu": mu, "x_tilde": x_tilde, "x_prior": x_prior, "kl": kl, "pixel": pixel}
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_e, opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined]
@@ -200,7 +222,7 @@ class VAEGAN(AnomalyModel):
         logit_prior, _ = self.discriminator(x_prior)
         self.discriminator.requires_grad_(True)
         feature_loss = F.mse_loss(feat_tilde, feat_real.detach())
-        pixel_loss = (x_tilde - x).abs().mean()
+        pixel_loss = out["pixel"]
         gan_g = bce(logit_tilde, ones) + bce(logit_prior, ones)
         loss_e = (
             self.cfg.kl_weight * out["kl"]
@@ -220,7 +242,7 @@ class VAEGAN(AnomalyModel):
                 "train/kl": out["kl"].detach(),
                 "train/feature": feature_loss.detach(),
                 "train/gan_g": gan_g.detach(),
-                "train/pixel_l1": pixel_loss.detach(),
+                "train/pixel": pixel_loss.detach(),
             },
             prog_bar=False,
         )
@@ -234,8 +256,10 @@ class VAEGAN(AnomalyModel):
     def _infer(self, x: torch.Tensor) -> Inference:
         signed = self.to_signed(x)
         mu, _ = self.encoder(signed)
-        recon_signed = self.decoder(mu)
+        recon_signed, pixel_logvar = self.decoder.with_logvar(mu)
         result = self.reconstruction_inference(x, self.to_unit(recon_signed))
+        if pixel_logvar is not None:
+            add_uncertainty_score(result, signed - recon_signed, pixel_logvar)
         _, feat_real = self.discriminator(signed)
         _, feat_recon = self.discriminator(recon_signed)
         result.maps["feature"] = result.maps["l1"]
