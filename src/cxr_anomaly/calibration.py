@@ -102,6 +102,14 @@ def calibrate(
 ) -> dict[str, Any]:
     """Calibration of every score of ``model`` on normal validation images (JSON-ready)."""
     scores, map_scale = score_images(model, normal_images, batch_size)
+    if model.config.fuse:
+        # The fused score's statistics come from its members' scores on these same images.
+        members = [scores[name] for name in model.config.fuse]
+        model.set_fusion_stats(
+            [float(s.mean()) for s in members],
+            [float(s.std(ddof=1)) if len(s) > 1 else 0.0 for s in members],
+        )
+        scores, map_scale = score_images(model, normal_images, batch_size)
     return {
         "n_images": len(normal_images),
         "split": "val_normal",

@@ -42,7 +42,12 @@ NOISE_TYPES = ("gaussian", "simplex")
 
 @dataclass
 class AnoDDPMConfig(ModelConfig):
-    """AnoDDPM hyperparameters (defaults: the reference "paper" configuration at 64x64)."""
+    """AnoDDPM hyperparameters (defaults: the reference "paper" configuration at 64x64).
+
+    ``depth`` is the reconstruction depth of the ``l1`` score; each of ``extra_depths`` adds a
+    score ``l1@<depth>``, and ``fuse: [l1, l1@100, ...]`` averages them z-normalised (the
+    reference's multi-depth "detection" mode, made comparable across depths).
+    """
 
     image_size: int = 64
     noise: str = "gaussian"
@@ -125,8 +130,8 @@ class AnoDDPM(AnomalyModel):
         )
         self.ema = EMA(self.unet, config.ema_decay) if config.ema_decay else None
 
-    def score_names(self) -> tuple[str, ...]:
-        return ("l1", "l1_depths") if self.cfg.extra_depths else ("l1",)
+    def own_score_names(self) -> tuple[str, ...]:
+        return ("l1", *(f"l1@{d}" for d in self.cfg.extra_depths))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.unet.parameters(), lr=self.cfg.lr, weight_decay=0.0)
@@ -230,13 +235,10 @@ class AnoDDPM(AnomalyModel):
     def _infer(self, x: torch.Tensor) -> Inference:
         recon = self.reconstruct_at(x, self.cfg.depth)
         result = self.reconstruction_inference(x, recon)
-        if self.cfg.extra_depths:
-            maps = [result.maps["l1"]] + [
-                scoring.l1_map(x, self.reconstruct_at(x, d)) for d in self.cfg.extra_depths
-            ]
-            mean_map = torch.stack(maps).mean(0)
-            result.maps["l1_depths"] = mean_map
-            result.scores["l1_depths"] = scoring.image_score(mean_map)
+        for depth in self.cfg.extra_depths:
+            amap = scoring.l1_map(x, self.reconstruct_at(x, depth))
+            result.maps[f"l1@{depth}"] = amap
+            result.scores[f"l1@{depth}"] = scoring.image_score(amap)
         return result
 
     def extra_metadata(self) -> dict[str, Any]:

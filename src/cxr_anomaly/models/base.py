@@ -66,10 +66,15 @@ class ModelConfig:
     Attributes:
         map_sigma: Gaussian smoothing (pixels) of anomaly maps; 0 keeps raw per-pixel error.
         default_score: the score ``score()`` returns when none is named.
+        fuse: scores combined into the extra score ``fused``: each is z-normalised with its mean
+            and spread on the normal validation images (set at calibration, saved with the
+            weights), and the z-scores are averaged; the ``fused`` map averages the maps
+            normalised the same way, so its mean is the fused score.
     """
 
     map_sigma: float = 0.0
     default_score: str = "l1"
+    fuse: tuple[str, ...] = ()
 
 
 @dataclass
@@ -93,12 +98,36 @@ class AnomalyModel(L.LightningModule, ABC):
         self.config = config
         self.train_config = train or TrainConfig()
         self.registry_name = self.model_name
+        # Row 0: means, row 1: standard deviations of the fused scores on normal images.
+        self.fusion_stats: torch.Tensor
+        stats = torch.stack([torch.zeros(len(config.fuse)), torch.ones(len(config.fuse))])
+        self.register_buffer("fusion_stats", stats)
 
     # -- the interface -------------------------------------------------------------------------
 
-    @abstractmethod
     def score_names(self) -> tuple[str, ...]:
         """Names of the scores :meth:`infer` returns; the first is the reference score."""
+        return (*self.own_score_names(), "fused") if self.config.fuse else self.own_score_names()
+
+    @abstractmethod
+    def own_score_names(self) -> tuple[str, ...]:
+        """The scores the model computes itself (``fused`` comes on top)."""
+
+    def set_fusion_stats(self, means: list[float], stds: list[float]) -> None:
+        """Normal-image mean and spread of each score in ``config.fuse`` (calibration)."""
+        stats = torch.tensor([means, [s if s > 0 else 1.0 for s in stds]], dtype=torch.float32)
+        self.fusion_stats.copy_(stats.to(self.fusion_stats.device))
+
+    def _fuse(self, maps: dict[str, torch.Tensor], scores: dict[str, torch.Tensor]) -> None:
+        """Add the ``fused`` score and map (see :class:`ModelConfig`)."""
+        mean, std = self.fusion_stats.float()
+        names = self.config.fuse
+        scores["fused"] = torch.stack(
+            [(scores[n] - mean[i]) / std[i] for i, n in enumerate(names)]
+        ).mean(0)
+        maps["fused"] = torch.stack(
+            [(maps[n] - mean[i]) / std[i] for i, n in enumerate(names)]
+        ).mean(0)
 
     @abstractmethod
     def _infer(self, x: torch.Tensor) -> Inference:
@@ -119,6 +148,8 @@ class AnomalyModel(L.LightningModule, ABC):
         }
         scores = {name: value.float() for name, value in result.scores.items()}
         recon = result.reconstruction
+        if self.config.fuse:
+            self._fuse(maps, scores)
         return Inference(
             reconstruction=None if recon is None else recon.float().contiguous(),
             maps=maps,

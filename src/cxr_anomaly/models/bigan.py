@@ -188,7 +188,7 @@ class BiGAN(AnomalyModel):
         self.ema = EMA(self.nets, config.ema_decay) if config.ema_decay else None
         self.automatic_optimization = False
 
-    def score_names(self) -> tuple[str, ...]:
+    def own_score_names(self) -> tuple[str, ...]:
         return ("l1", "fm", "uncertainty") if self.cfg.uncertainty else ("l1", "fm")
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:

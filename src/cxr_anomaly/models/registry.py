@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cxr_anomaly.config import ConfigError, TrainConfig, from_dict
+from cxr_anomaly.models.anatpaste import AnatPaste
 from cxr_anomaly.models.anoddpm import AnoDDPM
 from cxr_anomaly.models.base import AnomalyModel, ModelConfig
 from cxr_anomaly.models.bigan import BiGAN
@@ -17,6 +18,7 @@ _MODELS: dict[str, tuple[type[AnomalyModel], dict[str, Any]]] = {
     "vaegan": (VAEGAN, {}),
     "anoddpm-gaussian": (AnoDDPM, {"noise": "gaussian"}),
     "anoddpm-simplex": (AnoDDPM, {"noise": "simplex"}),
+    "anatpaste": (AnatPaste, {}),
 }
 
 
@@ -50,6 +52,12 @@ def build_model(
     cls, _ = _entry(name)
     factory: Callable[..., AnomalyModel] = cls
     model = factory(model_config(name, params), train)
+    unknown = sorted(set(model.config.fuse) - set(model.own_score_names()))
+    if unknown:
+        raise ConfigError(
+            f"model {name!r} cannot fuse {', '.join(unknown)}; "
+            f"its scores are {', '.join(model.own_score_names())}"
+        )
     model.registry_name = name
     return model
 

@@ -171,7 +171,7 @@ class VAEGAN(AnomalyModel):
         self.discriminator = VAEGANDiscriminator(config)
         self.automatic_optimization = False
 
-    def score_names(self) -> tuple[str, ...]:
+    def own_score_names(self) -> tuple[str, ...]:
         return ("l1", "feature", "uncertainty") if self.cfg.uncertainty else ("l1", "feature")
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
