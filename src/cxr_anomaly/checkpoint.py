@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from cxr_anomaly import __version__, atomic
 from cxr_anomaly.config import DataConfig, TrainConfig, from_dict
@@ -77,8 +77,7 @@ class ModelMetadata:
 def save_model(model: AnomalyModel, run_dir: Path, metadata: ModelMetadata) -> None:
     """Write the weights and metadata atomically (weights first, so JSON marks completion)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic.atomic_path(run_dir / WEIGHTS_FILE) as tmp:
-        save_file(state, str(tmp))
+    atomic.write_bytes(run_dir / WEIGHTS_FILE, save(state))
     atomic.write_text(run_dir / META_FILE, json.dumps(asdict(metadata), indent=2))
 
 

@@ -23,6 +23,7 @@ from cxr_anomaly.data.datamodule import PreparedData, SplitView
 from cxr_anomaly.data.splits import SPLITS, external_protocol
 from cxr_anomaly.engine import is_global_zero
 from cxr_anomaly.evaluation import ScoringOptions, evaluate_scored, score_split
+from cxr_anomaly.fusion import RULE, fuse, zscores, zscores_against
 from cxr_anomaly.models.base import AnomalyModel
 from cxr_anomaly.study import (
     Examples,
@@ -83,16 +84,51 @@ def _model_result(
         "train": metadata.train,
         "protocol": metadata.protocol,
     }
-    return ModelResult(name, evaluation, scored, metadata.training, config, run_dir)
+    return ModelResult(
+        name, evaluation, scored, metadata.training, config, run_dir, metadata.calibration
+    )
 
 
-def _baselines(data: PreparedData, view: SplitView) -> dict[str, tuple[dict[str, Any], np.ndarray]]:
-    train = data.view("train")
-    if len(train) == 0 or len(set(view.labels.tolist())) < 2:
-        return {}
-    detector = HistogramDistance().fit(train.images())
-    scores = detector.score(view.images())
-    return {detector.name: (baseline_entry(view.labels, scores, view.patient_ids), scores)}
+Reference = tuple[dict[str, Any], np.ndarray]
+
+
+def _references(
+    data: PreparedData, view: SplitView, results: list[ModelResult]
+) -> dict[str, Reference]:
+    """The trivial histogram detector, and fusions of the models' z-scores (with and without
+    the trivial detector, which may join a fusion, said openly), on the evaluated split."""
+    references: dict[str, Reference] = {}
+    histogram_z = None
+    train, normal_val = data.view("train"), data.view("val_normal")
+    if len(train) and len(set(view.labels.tolist())) == 2:
+        detector = HistogramDistance().fit(train.images())
+        scores = detector.score(view.images())
+        references[detector.name] = (baseline_entry(view.labels, scores, view.patient_ids), scores)
+        if len(normal_val) > 1:
+            histogram_z = zscores_against(scores, detector.score(normal_val.images()))
+    calibrated = [r for r in results if r.calibration]
+    if len(calibrated) > 1:
+        members = [
+            zscores(r.scored.score, r.calibration, r.scored.default_score) for r in calibrated
+        ]
+        names = [f"{r.name}:{r.scored.default_score}" for r in calibrated]
+        for label, parts, member_names in (
+            ("fusion", members, names),
+            ("fusion+histogram", [*members, histogram_z], [*names, "histogram"]),
+        ):
+            if any(part is None for part in parts):
+                continue
+            fused = fuse(parts)  # type: ignore[arg-type]
+            entry = baseline_entry(
+                view.labels,
+                fused,
+                view.patient_ids,
+                "fusion",
+                members=", ".join(member_names),
+                rule=RULE,
+            )
+            references[label] = (entry, fused)
+    return references
 
 
 def _context(
@@ -141,13 +177,14 @@ def evaluate_run(
     )
     data = PreparedData(config, protocol=external_protocol() if external else None)
     split = "test" if external else options.split
-    data.prepare((split, "train") if not external else (split,), progress=options.scoring.progress)
+    needed = (split,) if external else (split, "train", "val_normal")
+    data.prepare(needed, progress=options.scoring.progress)
     view = data.view(split)
     if len(set(view.labels.tolist())) < 2:
         raise ConfigError(f"the {split} split needs normal and abnormal images to evaluate")
     examples = select_examples(view, options.n_examples, options.seed)
     result = _model_result(model, metadata, run_dir, view, options, examples)
-    baselines = {} if external else _baselines(data, view)
+    baselines = {} if external else _references(data, view, [result])
     title = f"cxr-anomaly evaluation: {metadata.model} on {data.source.describe()}"
     context = _context(title, data, view, options, None)
     if not is_global_zero():
@@ -215,4 +252,4 @@ def run_benchmark(options: BenchmarkOptions) -> dict[str, Any] | None:
     context = _context(title, data, view, options, options.preset)
     if not is_global_zero():
         return None
-    return write_study(options.out, context, results, examples, _baselines(data, view))
+    return write_study(options.out, context, results, examples, _references(data, view, results))

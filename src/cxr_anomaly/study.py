@@ -5,6 +5,7 @@ Used by ``evaluate`` (one model) and ``benchmark``/``demo`` (several models on o
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import platform
@@ -73,6 +74,7 @@ class ModelResult:
     training: dict[str, Any]
     config: dict[str, Any]
     run_dir: Path
+    calibration: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,7 +136,7 @@ def _results_json(
 
 
 def metrics_rows(results_json: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per model (and trivial baseline) for tables: AUROC, AP with CIs, sensitivities."""
+    """One row per model, trivial detector and fusion: AUROC, AP with CIs, sensitivities."""
     rows = []
     for name, entry in results_json["models"].items():
         image = entry["image"]
@@ -154,8 +156,8 @@ def metrics_rows(results_json: dict[str, Any]) -> list[dict[str, Any]]:
     for name, entry in results_json.get("baselines", {}).items():
         rows.append(
             {
-                "model": f"{name} (trivial)",
-                "score": name,
+                "model": f"{name} ({entry.get('kind', 'trivial')})",
+                "score": entry.get("members", name),
                 "AUROC [95% CI]": (entry["auroc"], tuple(entry["auroc_ci"])),
                 "AP [95% CI]": (entry["ap"], tuple(entry["ap_ci"])),
             }
@@ -184,15 +186,41 @@ def markdown_table(results_json: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def baseline_entry(labels: np.ndarray, scores: np.ndarray, groups: list[str]) -> dict[str, Any]:
-    """AUROC/AP with patient-level CIs of a trivial detector's scores."""
+def baseline_entry(
+    labels: np.ndarray, scores: np.ndarray, groups: list[str], kind: str = "trivial", **info: Any
+) -> dict[str, Any]:
+    """AUROC/AP with patient-level CIs of a reference score (a trivial detector, a fusion)."""
     found = metrics.image_metrics(labels, scores, groups, None, n_boot=500)
     return {
+        "kind": kind,
         "auroc": found.auroc,
         "auroc_ci": list(found.auroc_ci),
         "ap": found.ap,
         "ap_ci": list(found.ap_ci),
+        **info,
     }
+
+
+def _write_reference_scores(
+    path: Path, result: ModelResult, references: dict[str, tuple[dict[str, Any], np.ndarray]]
+) -> None:
+    """Per-image scores of the trivial detector and the fusions, beside the models' own CSVs."""
+    names = list(references)
+    with atomic.atomic_open(path, "w") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sample_id", "patient_id", "label", "class", *names])
+        scored = result.scored
+        for i, sample_id in enumerate(scored.ids):
+            values = [f"{references[n][1][i]:.8g}" for n in names]
+            writer.writerow(
+                [
+                    sample_id,
+                    scored.patient_ids[i],
+                    int(scored.labels[i]),
+                    scored.classes[i],
+                    *values,
+                ]
+            )
 
 
 def write_study(
@@ -210,8 +238,8 @@ def write_study(
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {
         r.name: (r.scored.labels, r.scored.score) for r in results
     }
-    for name, (_, scores) in baselines.items():
-        curves[f"{name} (trivial)"] = (labels, scores)
+    for name, (entry, scores) in baselines.items():
+        curves[f"{name} ({entry.get('kind', 'trivial')})"] = (labels, scores)
     viz.plot_roc(curves, figures / FIGURES["roc"], title=f"ROC: {context.data} ({context.split})")
     viz.score_histograms(
         {r.name: (r.scored.labels, r.scored.score) for r in results},
@@ -226,6 +254,8 @@ def write_study(
             masks=examples.masks,
             titles=examples.titles,
         )
+    if baselines and results:
+        _write_reference_scores(out_dir / "scores" / "references.csv", results[0], baselines)
     results_json = _results_json(context, results, {k: v for k, (v, _) in baselines.items()})
     atomic.write_text(out_dir / RESULTS_FILE, json.dumps(results_json, indent=2, default=float))
     report.write_report(
