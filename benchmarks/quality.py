@@ -13,6 +13,7 @@ the target. The split is fixed (``--split-seed``) so that seeds vary only the tr
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import statistics
@@ -20,8 +21,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from cxr_anomaly import metrics
 from cxr_anomaly.config import DataConfig
 from cxr_anomaly.evaluation import ScoringOptions
+from cxr_anomaly.fusion import disagreement, fuse, zscores
 from cxr_anomaly.pipeline import DEMO_MODELS, BenchmarkOptions, run_benchmark
 
 TARGET = 0.80
@@ -65,7 +70,12 @@ def aggregate(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
             "scoring_images_per_s": _spread([e["images_per_second"] for e in entries]),
         }
     baselines = {
-        name: {"auroc": entry["auroc"], "auroc_ci": entry["auroc_ci"], "ap": entry["ap"]}
+        name: {
+            "kind": entry.get("kind", "trivial"),
+            "auroc": entry["auroc"],
+            "auroc_ci": entry["auroc_ci"],
+            "ap": entry["ap"],
+        }
         for name, entry in first["baselines"].items()
     }
     return {
@@ -80,6 +90,55 @@ def aggregate(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
         "baselines": baselines,
         "target_auroc": TARGET,
     }
+
+
+def _scores_csv(path: Path, score: str) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return (
+        [r["sample_id"] for r in rows],
+        np.array([int(r["label"]) for r in rows]),
+        np.array([float(r[score]) for r in rows]),
+        [r["patient_id"] for r in rows],
+    )
+
+
+def ensembles(out: Path, seeds: list[int], models: list[str]) -> dict[str, Any]:
+    """Seed ensembles of each model (mean z-score) with the members' disagreement as a score,
+    and the fusion of every model and seed; z-scores from each run's normal-validation
+    calibration."""
+    found: dict[str, Any] = {}
+    every: list[np.ndarray] = []
+    labels = groups = reference_ids = None
+    for model in models:
+        members = []
+        for seed in seeds:
+            run = out / f"seed{seed}"
+            calibration = json.loads((run / "runs" / model / "model.json").read_text())[
+                "calibration"
+            ]
+            score = json.loads((run / "results.json").read_text())["models"][model]["score"]
+            ids, labels, values, groups = _scores_csv(run / "scores" / f"{model}.csv", score)
+            if reference_ids is not None and ids != reference_ids:
+                raise ValueError("the seeds were scored on different images: not one split")
+            reference_ids = ids
+            members.append(zscores(values, calibration, score))
+        every += members
+        for name, values in (
+            (f"{model} ensemble of {len(seeds)} seeds", fuse(members)),
+            (f"{model} seed disagreement", disagreement(members)),
+        ):
+            found[name] = _entry(labels, values, groups)
+    if labels is not None and len(models) > 1:
+        found[f"fusion of all models and seeds ({len(every)} members)"] = _entry(
+            labels, fuse(every), groups
+        )
+    return found
+
+
+def _entry(labels: Any, values: np.ndarray, groups: Any) -> dict[str, Any]:
+    found = metrics.image_metrics(labels, values, groups, None, n_boot=500)
+    return {"auroc": found.auroc, "auroc_ci": list(found.auroc_ci), "ap": found.ap}
 
 
 def table(summary: dict[str, Any]) -> str:
@@ -109,8 +168,13 @@ def table(summary: dict[str, Any]) -> str:
     for name, entry in summary["baselines"].items():
         ci = entry["auroc_ci"]
         lines.append(
-            f"{name + ' (trivial)':<18} {name:<10} {entry['auroc']:.3f}          "
-            f"{entry['ap']:.3f}          [{ci[0]:.3f}, {ci[1]:.3f}]"
+            f"{name + ' (' + entry.get('kind', 'trivial') + ', seed 0)':<34} "
+            f"{entry['auroc']:.3f}  AP {entry['ap']:.3f}  [{ci[0]:.3f}, {ci[1]:.3f}]"
+        )
+    for name, entry in summary.get("ensembles", {}).items():
+        ci = entry["auroc_ci"]
+        lines.append(
+            f"{name:<34} {entry['auroc']:.3f}  AP {entry['ap']:.3f}  [{ci[0]:.3f}, {ci[1]:.3f}]"
         )
     return "\n".join(lines)
 
@@ -164,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     summary = aggregate(per_seed)
+    summary["ensembles"] = ensembles(out, list(per_seed), list(summary["models"]))
     print(table(summary))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"wrote {out / 'summary.json'}")
