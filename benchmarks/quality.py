@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="override every preset's max_epochs")
     parser.add_argument("--out", default="benchmarks/results/quality")
     parser.add_argument("--cache-dir")
+    parser.add_argument(
+        "--aggregate-only", action="store_true", help="summarise finished seeds from --out"
+    )
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -204,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     per_seed: dict[int, dict[str, Any]] = {}
     for seed in (int(s) for s in args.seeds.split(",")):
+        if args.aggregate_only:
+            per_seed[seed] = json.loads((out / f"seed{seed}" / "results.json").read_text())
+            continue
         overrides: dict[str, Any] = {"seed": seed}
         if args.epochs:
             overrides["max_epochs"] = args.epochs
