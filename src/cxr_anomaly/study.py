@@ -60,7 +60,7 @@ def select_examples(view: SplitView, count: int = 4, seed: int = 0) -> Examples:
         indices=indices,
         images=view.images(indices)[:, 0],
         masks=view.masks(indices),
-        titles=[f"{classes[i]}\n{view.ids[i]}"[:60] for i in indices],
+        titles=[f"{classes[i]} | {view.ids[i]}"[:42] for i in indices],
     )
 
 
