@@ -114,7 +114,9 @@ def modes(run_dir: Path, split: str, full_images: int, n_boot: int) -> dict[str,
         subset = (
             view
             if full_images <= 0 or mode == "fast"
-            else view.subset(np.linspace(0, len(view) - 1, min(full_images, len(view))).astype(int))
+            else view.subset(
+                [int(i) for i in np.linspace(0, len(view) - 1, min(full_images, len(view)))]
+            )
         )
         scored = score_split(model, subset, ScoringOptions(batch_size=32), keep_maps=False)
         image = metrics.image_metrics(
@@ -174,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         for mode in ("full", "fast"):
             m = found[mode]
             ci = m["auroc_ci"]
+            label = f"{mode} ({m['sampler']}, batched)"
             print(
-                f"{mode + ' (' + m['sampler'] + ', batched)':<28} {m['network_passes_per_image']:>10} "
+                f"{label:<28} {m['network_passes_per_image']:>10} "
                 f"{m['seconds_per_image']:>9.3f} {ref_seconds / m['seconds_per_image']:>9.1f} "
                 f"{m['auroc']:>8.3f} [{ci[0]:.3f}, {ci[1]:.3f}] on {m['images']}"
             )
