@@ -87,6 +87,7 @@ def reference_seconds_per_image(noise: str, size: int, images: int) -> tuple[flo
         {**REFERENCE_DESIGN, "image_size": size},
         TrainConfig(channels_last=False),
     ).eval()
+    assert isinstance(model, AnoDDPM)
     parameters = sum(p.numel() for p in model.unet.parameters()) / 1e6
     x = torch.rand(1, 1, size, size)
     start = time.perf_counter()
