@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 PRESET_NAMES = ("quick", "paper")
 # The built-in models (the registry may hold more); listed here so the CLI starts fast.
-BUILTIN_MODELS = ("bigan", "vaegan", "anoddpm-gaussian", "anoddpm-simplex")
+BUILTIN_MODELS = ("bigan", "vaegan", "anoddpm-gaussian", "anoddpm-simplex", "anatpaste")
 
 
 class ConfigError(ValueError):

@@ -3,10 +3,12 @@
 Both are plain functions on arrays, so they can be tested and reused without a model:
 
 * :func:`lung_mask` finds the two lungs of one grey image (H, W) in [0, 1]: histogram
-  equalisation, a dark-region threshold (Otsu's, inside a central box), morphological opening,
-  the largest dark component on each side of the midline that does not touch the image border,
-  closing and hole filling; a side that comes out implausible (missing, too small or too large)
-  is replaced by the mirror image of the other side, or both by a pair of central ellipses.
+  equalisation, then dark-region thresholds (quantiles of a central box, from loose to strict:
+  a strict threshold cuts the thin dark bridges that join a lung to the background), a
+  morphological opening, on each side of the midline the largest dark component that does not
+  touch the image border, closing and hole filling. Each side keeps the loosest threshold that
+  gives a plausible lung (area, height); a side that never does is the mirror image of the
+  other, and an image where neither does gets a pair of central ellipses.
 * :func:`anat_paste` cuts a random rectangle out of an image of the batch, jitters its intensity
   and pastes it at a random lung pixel, blended through a soft mask (a rectangle or an ellipse,
   cut to the lung, Gaussian-blurred, cut to the lung again), so the pasted content appears only
@@ -40,31 +42,22 @@ _BOX_COLS = (0.12, 0.88)
 _LUNG_AREA = (0.025, 0.30)
 # Fallback ellipses: centre row, centre column offset from the midline, semi-axes (fractions).
 _ELLIPSE = (0.45, 0.22, 0.28, 0.12)
+_MIN_HEIGHT = 0.2
+# Dark thresholds tried, from the loosest down: quantiles of the central box.
+_QUANTILES = (0.5, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2)
 _CROSS = ndimage.generate_binary_structure(2, 1)
 _SQUARE = np.ones((3, 3), bool)
 
 
 def equalize(image: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
-    """Histogram equalisation: each pixel's rank among the image's pixels, in [0, 1]."""
-    flat = np.asarray(image, np.float32).ravel()
-    order = np.argsort(flat, kind="stable")
-    ranks = np.empty(flat.size, np.float32)
-    ranks[order] = np.arange(flat.size, dtype=np.float32) / max(flat.size - 1, 1)
-    return ranks.reshape(np.shape(image))
+    """Histogram equalisation: each pixel's mid-rank among the image's pixels, in [0, 1].
 
-
-def otsu_threshold(values: npt.NDArray[np.floating], bins: int = 64) -> float:
-    """Otsu's threshold of ``values`` in [0, 1] (the split that maximises between-class variance)."""
-    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
-    prob = hist.astype(np.float64) / max(hist.sum(), 1)
-    centres = (edges[:-1] + edges[1:]) / 2
-    weight = np.cumsum(prob)
-    mean = np.cumsum(prob * centres)
-    total = mean[-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = (total * weight - mean) ** 2 / (weight * (1.0 - weight))
-    between = np.nan_to_num(between[:-1], nan=0.0, posinf=0.0)
-    return float(edges[int(np.argmax(between)) + 1])
+    Equal values get equal ranks, so a constant image stays constant (at 0.5).
+    """
+    pixels = np.asarray(image, np.float32)
+    _, inverse, counts = np.unique(pixels.ravel(), return_inverse=True, return_counts=True)
+    mid_ranks = (np.cumsum(counts) - 0.5 * counts) / pixels.size
+    return mid_ranks[inverse].astype(np.float32).reshape(pixels.shape)
 
 
 def ellipse_lungs(height: int, width: int) -> BoolArray:
@@ -79,8 +72,32 @@ def ellipse_lungs(height: int, width: int) -> BoolArray:
 
 
 def _plausible(side: BoolArray) -> bool:
-    fraction = side.mean()
-    return bool(_LUNG_AREA[0] <= fraction <= _LUNG_AREA[1])
+    """One lung: a plausible area, and taller than a fifth of the image."""
+    fraction = float(side.mean())
+    if not _LUNG_AREA[0] <= fraction <= _LUNG_AREA[1]:
+        return False
+    rows = np.flatnonzero(side.any(axis=1))
+    return bool(rows[-1] - rows[0] + 1 >= _MIN_HEIGHT * side.shape[0])
+
+
+def _best_sides(dark: BoolArray) -> list[BoolArray | None]:
+    """The largest dark component on each side of the midline, away from the image border."""
+    height, width = dark.shape
+    labels, count = ndimage.label(ndimage.binary_opening(dark, _CROSS), _CROSS)
+    if count == 0:
+        return [None, None]
+    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    sizes[np.unique(border)] = 0
+    index = np.arange(1, count + 1)
+    centres = np.asarray(ndimage.center_of_mass(dark, labels, index)).reshape(-1, 2)
+    central = (centres[:, 0] > 0.15 * height) & (centres[:, 0] < 0.85 * height)
+    out: list[BoolArray | None] = []
+    for left in (True, False):
+        on_side = (centres[:, 1] < width / 2) if left else (centres[:, 1] >= width / 2)
+        candidates = np.where(on_side & central, sizes[1:], 0)
+        out.append(labels == int(np.argmax(candidates)) + 1 if candidates.max() > 0 else None)
+    return out
 
 
 def lung_mask(image: npt.NDArray[np.floating]) -> BoolArray:
@@ -89,6 +106,11 @@ def lung_mask(image: npt.NDArray[np.floating]) -> BoolArray:
     The result always has a lung on each side of the midline; see the module docstring for
     the steps and the fallbacks.
     """
+    return find_lungs(image)[0]
+
+
+def find_lungs(image: npt.NDArray[np.floating]) -> tuple[BoolArray, str]:
+    """:func:`lung_mask` and how it was found: ``"threshold"``, ``"mirror"`` or ``"ellipse"``."""
     pixels = np.asarray(image, np.float32)
     if pixels.ndim != 2:
         raise ValueError(f"expected an (H, W) image, got shape {pixels.shape}")
@@ -96,44 +118,25 @@ def lung_mask(image: npt.NDArray[np.floating]) -> BoolArray:
     eq = equalize(pixels)
     r0, r1 = (round(f * height) for f in _BOX_ROWS)
     c0, c1 = (round(f * width) for f in _BOX_COLS)
-    dark = eq < otsu_threshold(eq[r0:r1, c0:c1])
-    dark = ndimage.binary_opening(dark, _CROSS)
-    labels, count = ndimage.label(dark, _CROSS)
-    border = np.unique(
-        np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    )
-    sizes = np.bincount(labels.ravel(), minlength=count + 1).astype(np.int64)
-    sizes[border] = 0
-    sizes[0] = 0
-    mid = width / 2
-    if count:
-        index = np.arange(1, count + 1)
-        centre_rows, centre_cols = (
-            np.asarray(c) for c in zip(*ndimage.center_of_mass(dark, labels, index), strict=True)
-        )
-    sides: list[BoolArray] = []
-    for left in (True, False):
-        side = np.zeros_like(dark)
-        if count:
-            on_side = (centre_cols < mid) if left else (centre_cols >= mid)
-            central = (centre_rows > 0.15 * height) & (centre_rows < 0.85 * height)
-            candidates = np.where(on_side & central, sizes[1:], 0)
-            if candidates.max() > 0:
-                side = labels == int(np.argmax(candidates)) + 1
-                side = ndimage.binary_closing(side, _SQUARE, border_value=0)
-                side = ndimage.binary_fill_holes(side)
-        sides.append(side)
-    ok = [_plausible(s) for s in sides]
-    if ok[0] and ok[1]:
-        return sides[0] | sides[1]
-    if ok[0] or ok[1]:
-        kept = sides[0] if ok[0] else sides[1]
-        return kept | kept[:, ::-1]
-    return ellipse_lungs(height, width)
+    box = np.sort(eq[r0:r1, c0:c1].ravel())
+    found: list[BoolArray | None] = [None, None]
+    for q in _QUANTILES:
+        threshold = box[min(int(q * len(box)), len(box) - 1)]
+        for i, side in enumerate(_best_sides(eq < threshold)):
+            if found[i] is None and side is not None:
+                side = ndimage.binary_fill_holes(ndimage.binary_closing(side, _SQUARE))
+                if _plausible(side):
+                    found[i] = side
+        if found[0] is not None and found[1] is not None:
+            return found[0] | found[1], "threshold"
+    kept = found[0] if found[0] is not None else found[1]
+    if kept is not None:
+        return kept | kept[:, ::-1], "mirror"
+    return ellipse_lungs(height, width), "ellipse"
 
 
 def lung_masks(images: torch.Tensor) -> torch.Tensor:
-    """:func:`lung_mask` of every image of a batch (N, 1, H, W) -> bool (N, 1, H, W), same device."""
+    """:func:`lung_mask` of each image of a batch (N, 1, H, W) -> bool (N, 1, H, W), same device."""
     pixels = images.detach().float().cpu().numpy()
     masks = np.stack([lung_mask(p[0]) for p in pixels])[:, None]
     return torch.from_numpy(masks).to(images.device)

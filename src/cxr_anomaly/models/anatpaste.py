@@ -1,0 +1,394 @@
+"""AnatPaste (Sato et al. 2023, "AnatPaste: Anatomy-aware self-supervised learning for anomaly
+detection in chest radiographs").
+
+A CNN trained from scratch to tell normal images from the same images with synthetic in-lung
+anomalies: a patch cut from a random image of the batch, intensity-jittered and pasted inside a
+lung mask found by thresholding after contrast equalisation, with blurred edges (see
+:mod:`cxr_anomaly.models.lungs`). The network never sees a real anomaly; what it learns to
+notice makes its features sensitive to them.
+
+After training, the normal training images fit two Gaussians with Ledoit-Wolf covariances: one
+of the image embeddings (the globally pooled last features, L2-normalised as in the reference
+code) and one shared by every location of a feature map (``patch_stage``, by default the last
+stage's). Both are buffers, saved with the weights. Scores:
+
+* ``mahalanobis`` (the reference score): Mahalanobis distance of the image embedding to the
+  normal embeddings,
+* ``patch_max``: the largest patch-level Mahalanobis distance,
+* ``logit``: the classifier's own "pasted" logit.
+
+Every score's map is the patch-level distance map, upsampled bilinearly to the image size. The
+model has no reconstruction (``reconstruct`` returns ``None``).
+
+The "paper" preset is a ResNet-18-sized network (four stages of two residual blocks, 64 to 512
+channels) with a two-layer projection head; the reference uses torchvision's ResNet-18 at 256
+pixels, SGD and an eight-layer head. The "quick" preset is a plain four-layer CNN for CPUs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.covariance import LedoitWolf
+from torch import nn
+
+from cxr_anomaly.config import ConfigError, TrainConfig
+from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig
+from cxr_anomaly.models.lungs import PasteSettings, anat_paste, lung_masks
+
+log = logging.getLogger(__name__)
+
+SCORE_NAMES = ("mahalanobis", "patch_max", "logit")
+LR_SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class AnatPasteConfig(ModelConfig):
+    """AnatPaste hyperparameters (defaults: the "paper" preset).
+
+    Attributes:
+        image_size: image side (set from the data; the network itself is size-agnostic).
+        channels: channels of the stride-2 stages; the image embedding has ``channels[-1]``.
+        residual_blocks: residual blocks after each stage's strided convolution.
+        head_units: hidden layers of the projection head before the binary output.
+        patch_stage: index of the stage whose features give the patch-level map (its stride is
+            ``2 ** (stage + 1)``); negative counts from the last. The last stage's coarse grid
+            (4 x 4 at 64 pixels) localised better than the finer ones in our measurements.
+        normalize_embeddings: L2-normalise image embeddings before the Gaussian fit.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        lr_schedule: ``cosine`` (annealed to zero over ``max_epochs``) or ``constant``.
+        paste_area: patch area range, as a fraction of the image area.
+        paste_aspect: the patch aspect ratio lies in ``[paste_aspect, 1 / paste_aspect]``.
+        paste_jitter: brightness and contrast jitter of the pasted patch.
+        paste_opacity: range of the blend weight inside the pasted shape.
+        paste_blur: range of the blend mask's edge blur, as a fraction of the image side.
+        paste_ellipse_prob: probability of an elliptic rather than rectangular pasted shape.
+        max_patch_samples: at most this many patch feature vectors fit the patch Gaussian.
+    """
+
+    default_score: str = "mahalanobis"
+    image_size: int = 64
+    channels: tuple[int, ...] = (64, 128, 256, 512)
+    residual_blocks: int = 2
+    head_units: tuple[int, ...] = (512, 128)
+    patch_stage: int = -1
+    normalize_embeddings: bool = True
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    lr_schedule: str = "cosine"
+    paste_area: tuple[float, ...] = (0.02, 0.1)
+    paste_aspect: float = 0.3
+    paste_jitter: float = 0.1
+    paste_opacity: tuple[float, ...] = (0.6, 1.0)
+    paste_blur: tuple[float, ...] = (0.005, 0.03)
+    paste_ellipse_prob: float = 0.5
+    max_patch_samples: int = 200_000
+
+    def __post_init__(self) -> None:
+        if not self.channels:
+            raise ConfigError("model_params.channels must name at least one stage")
+        if not -len(self.channels) <= self.patch_stage < len(self.channels):
+            raise ConfigError(
+                f"model_params.patch_stage must index a stage (0 to {len(self.channels) - 1})"
+            )
+        if self.image_size < 2 ** len(self.channels):
+            raise ConfigError("model_params.image_size is smaller than the network's stride")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"model_params.lr_schedule must be one of {LR_SCHEDULES}")
+        if self.default_score not in SCORE_NAMES:
+            raise ConfigError(f"model_params.default_score must be one of {SCORE_NAMES}")
+        for key in ("paste_area", "paste_opacity", "paste_blur"):
+            low_high = getattr(self, key)
+            if len(low_high) != 2 or not 0 <= low_high[0] <= low_high[1]:
+                raise ConfigError(f"model_params.{key} must be [low, high] with 0 <= low <= high")
+        if not 0 < self.paste_aspect <= 1:
+            raise ConfigError("model_params.paste_aspect must be in (0, 1]")
+
+    @property
+    def patch_index(self) -> int:
+        """The patch stage as a non-negative index."""
+        return self.patch_stage % len(self.channels)
+
+    @property
+    def paste(self) -> PasteSettings:
+        """The augmentation's settings."""
+        return PasteSettings(
+            area=(self.paste_area[0], self.paste_area[1]),
+            aspect=self.paste_aspect,
+            jitter=self.paste_jitter,
+            opacity=(self.paste_opacity[0], self.paste_opacity[1]),
+            blur=(self.paste_blur[0], self.paste_blur[1]),
+            ellipse_prob=self.paste_ellipse_prob,
+        )
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm and an identity shortcut (ResNet's basic block)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.body(x))
+
+
+def _stage(c_in: int, c_out: int, blocks: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        *(ResidualBlock(c_out) for _ in range(blocks)),
+    )
+
+
+class AnatPasteNet(nn.Module):
+    """Image in [-1, 1] -> (pooled embedding, patch features, "pasted" logit)."""
+
+    def __init__(self, cfg: AnatPasteConfig) -> None:
+        super().__init__()
+        channels = (1, *cfg.channels)
+        self.patch_stage = cfg.patch_index
+        self.stages = nn.ModuleList(
+            _stage(a, b, cfg.residual_blocks) for a, b in itertools.pairwise(channels)
+        )
+        layers: list[nn.Module] = []
+        for a, b in itertools.pairwise((cfg.channels[-1], *cfg.head_units)):
+            layers += [nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
+        self.head = nn.Sequential(*layers)
+        self.out = nn.Linear((cfg.channels[-1], *cfg.head_units)[-1], 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        patches = x
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i == self.patch_stage:
+                patches = x
+        embedding = x.mean(dim=(2, 3))
+        logit = self.out(self.head(embedding)).squeeze(1)
+        return embedding, patches, logit
+
+
+def mahalanobis(
+    features: torch.Tensor, mean: torch.Tensor, precision: torch.Tensor
+) -> torch.Tensor:
+    """sqrt((f - mean)^T precision (f - mean)) of each row of ``features`` (N, D), in float64."""
+    diff = features.double() - mean.double()
+    squared = ((diff @ precision.double()) * diff).sum(1)
+    return squared.clamp_min(0.0).sqrt().float()
+
+
+def ledoit_wolf(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and precision matrix of ``samples`` (N, D) with a Ledoit-Wolf shrunk covariance."""
+    estimator = LedoitWolf(assume_centered=False).fit(np.asarray(samples, np.float64))
+    return estimator.location_, estimator.precision_
+
+
+class AnatPaste(AnomalyModel):
+    """AnatPaste behind the shared interface; scores: mahalanobis, patch_max, logit."""
+
+    model_name = "anatpaste"
+    config_class = AnatPasteConfig
+    has_reconstruction = False
+
+    embed_mean: torch.Tensor
+    embed_precision: torch.Tensor
+    patch_mean: torch.Tensor
+    patch_precision: torch.Tensor
+    n_fitted: torch.Tensor
+
+    def __init__(self, config: AnatPasteConfig, train: TrainConfig | None = None) -> None:
+        super().__init__(config, train)
+        self.cfg = config
+        self.net = AnatPasteNet(config)
+        dim, patch_dim = config.channels[-1], config.channels[config.patch_index]
+        self.register_buffer("embed_mean", torch.zeros(dim))
+        self.register_buffer("embed_precision", torch.eye(dim))
+        self.register_buffer("patch_mean", torch.zeros(patch_dim))
+        self.register_buffer("patch_precision", torch.eye(patch_dim))
+        # How many normal images fitted the Gaussians (0: not fitted yet).
+        self.register_buffer("n_fitted", torch.zeros(()))
+        self._warned_unfitted = False
+        self._lung_cache: dict[tuple[str, int], np.ndarray] = {}
+
+    def own_score_names(self) -> tuple[str, ...]:
+        return SCORE_NAMES
+
+    # -- training ---------------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.AdamW(
+            self.net.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay
+        )
+        if self.cfg.lr_schedule == "constant":
+            return optimizer
+        epochs = max(int(self.trainer.max_epochs or 1), 1)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
+
+    def on_fit_start(self) -> None:
+        self._lung_cache.clear()
+
+    def batch_lungs(self, batch: Any, x: torch.Tensor, split: str) -> torch.Tensor:
+        """Lung masks of a batch's images, cached by (split, index) during a fit.
+
+        The masks depend on the image alone, so each image's is computed once per fit and kept
+        bit-packed (an eighth of a byte per pixel).
+        """
+        indices = batch[1] if isinstance(batch, list | tuple) and len(batch) > 1 else None
+        if indices is None:
+            return lung_masks(x)
+        keys = [(split, int(i)) for i in torch.as_tensor(indices).tolist()]
+        missing = [j for j, key in enumerate(keys) if key not in self._lung_cache]
+        if missing:
+            fresh = lung_masks(x[missing]).cpu().numpy()
+            for j, mask in zip(missing, fresh, strict=True):
+                self._lung_cache[keys[j]] = np.packbits(mask)
+        shape = x.shape[1:]
+        count = int(np.prod(shape))
+        masks = np.stack(
+            [np.unpackbits(self._lung_cache[key], count=count).reshape(shape) for key in keys]
+        )
+        return torch.from_numpy(masks.astype(bool)).to(x.device)
+
+    def _pasted_loss(
+        self, x: torch.Tensor, lungs: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """BCE of normal (label 0) vs AnatPasted (label 1) copies of ``x``, and the accuracy."""
+        augmented, _ = anat_paste(x, lungs, generator, self.cfg.paste)
+        _, _, logits = self.net(self.to_signed(torch.cat([x, augmented])))
+        labels = torch.cat([torch.zeros(len(x)), torch.ones(len(x))]).to(logits.device)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
+        accuracy = ((logits.detach() > 0).float() == labels).float().mean()
+        return loss, accuracy
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = self.batch_images(batch)
+        loss, accuracy = self._pasted_loss(x, self.batch_lungs(batch, x, "train"), None)
+        self.log_dict({"train/loss": loss.detach(), "train/accuracy": accuracy}, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """The same BCE on normal validation images, pasted with a generator fixed per batch."""
+        x = self.batch_images(batch)
+        generator = torch.Generator().manual_seed(batch_idx)
+        loss, accuracy = self._pasted_loss(x, self.batch_lungs(batch, x, "val"), generator)
+        self.log("val_loss", loss, prog_bar=True, sync_dist=True)
+        self.log("val/accuracy", accuracy, sync_dist=True)
+
+    def on_fit_end(self) -> None:
+        """Fit the normal Gaussians on the training images once training is over.
+
+        Every process fits on the whole training split (not its shard), so all ranks agree.
+        """
+        datamodule = getattr(self.trainer, "datamodule", None)
+        data = getattr(datamodule, "data", None)
+        batch_size = self.train_config.batch_size
+        if data is not None and hasattr(data, "view"):
+            view = data.view("train")
+            count = len(view)
+            batches: Iterable[torch.Tensor] = (
+                torch.from_numpy(view.images(np.arange(i, min(i + batch_size, count))))
+                for i in range(0, count, batch_size)
+            )
+        else:
+            loader = self.trainer.train_dataloader
+            if loader is None:
+                log.warning("no training data to fit the normal embeddings on")
+                return
+            count = None
+            batches = (b[0] if isinstance(b, list | tuple) else b for b in loader)
+        self.fit_normal(batches, count)
+
+    @torch.no_grad()
+    def fit_normal(self, batches: Iterable[torch.Tensor], count: int | None = None) -> None:
+        """Fit the normal Gaussians (mean, Ledoit-Wolf precision) of embeddings and patches.
+
+        Args:
+            batches: normal images, batches (B, 1, H, W) in [0, 1].
+            count: the number of images, if known: patch features are then taken at a fixed
+                stride so that at most ``max_patch_samples`` fit the patch Gaussian.
+        """
+        was_training = self.training
+        self.eval()
+        embeddings: list[np.ndarray] = []
+        patches: list[np.ndarray] = []
+        step = seen = 0
+        try:
+            for batch in batches:
+                embedding, features, _ = self.net(self.to_signed(self.prepare_input(batch)))
+                embeddings.append(self._embed(embedding).double().cpu().numpy())
+                flat = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])
+                if step == 0:
+                    per_image = flat.shape[0] // max(len(batch), 1)
+                    total = (count or 0) * per_image
+                    step = max(1, math.ceil(total / self.cfg.max_patch_samples))
+                keep = torch.arange((-seen) % step, flat.shape[0], step, device=flat.device)
+                seen += flat.shape[0]
+                patches.append(flat[keep].double().cpu().numpy())
+        finally:
+            self.train(was_training)
+        if not embeddings:
+            raise ValueError("fit_normal needs at least one image")
+        embed_mean, embed_precision = ledoit_wolf(np.concatenate(embeddings))
+        patch_mean, patch_precision = ledoit_wolf(np.concatenate(patches))
+        for buffer, value in (
+            (self.embed_mean, embed_mean),
+            (self.embed_precision, embed_precision),
+            (self.patch_mean, patch_mean),
+            (self.patch_precision, patch_precision),
+        ):
+            buffer.copy_(torch.from_numpy(value).to(buffer.device, buffer.dtype))
+        n_images = sum(len(e) for e in embeddings)
+        self.n_fitted.fill_(float(n_images))
+        log.info(
+            "fitted normal Gaussians on %d images (%d patch features)",
+            n_images,
+            sum(len(p) for p in patches),
+        )
+
+    # -- inference --------------------------------------------------------------------------------
+
+    def _embed(self, embedding: torch.Tensor) -> torch.Tensor:
+        embedding = embedding.float()
+        return F.normalize(embedding, dim=1) if self.cfg.normalize_embeddings else embedding
+
+    def _infer(self, x: torch.Tensor) -> Inference:
+        if not self._warned_unfitted and not bool(self.n_fitted > 0):
+            log.warning("anatpaste: normal Gaussians not fitted yet; distances are to N(0, I)")
+            self._warned_unfitted = True
+        embedding, features, logit = self.net(self.to_signed(x))
+        n, channels, height, width = features.shape
+        flat = features.float().permute(0, 2, 3, 1).reshape(-1, channels)
+        grid = mahalanobis(flat, self.patch_mean, self.patch_precision).view(n, 1, height, width)
+        amap = F.interpolate(grid, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        scores = {
+            "mahalanobis": mahalanobis(
+                self._embed(embedding), self.embed_mean, self.embed_precision
+            ),
+            "patch_max": grid.flatten(1).amax(1),
+            "logit": logit.float(),
+        }
+        return Inference(
+            reconstruction=None,
+            maps=dict.fromkeys(scores, amap.clamp_min(0.0)),
+            scores=scores,
+        )
+
+    def extra_metadata(self) -> dict[str, Any]:
+        return {"n_fitted": int(self.n_fitted.item())}
