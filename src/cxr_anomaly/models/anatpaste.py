@@ -389,6 +389,3 @@ class AnatPaste(AnomalyModel):
             maps=dict.fromkeys(scores, amap.clamp_min(0.0)),
             scores=scores,
         )
-
-    def extra_metadata(self) -> dict[str, Any]:
-        return {"n_fitted": int(self.n_fitted.item())}

@@ -240,6 +240,3 @@ class AnoDDPM(AnomalyModel):
             result.maps[f"l1@{depth}"] = amap
             result.scores[f"l1@{depth}"] = scoring.image_score(amap)
         return result
-
-    def extra_metadata(self) -> dict[str, Any]:
-        return {"noise": self.cfg.noise, "sampler": self.cfg.sampler, "depth": self.cfg.depth}

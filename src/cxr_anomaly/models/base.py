@@ -235,10 +235,6 @@ class AnomalyModel(L.LightningModule, ABC):
     def update_ema(self) -> None:
         """One EMA step after each optimisation step (models with an EMA override this)."""
 
-    def extra_metadata(self) -> dict[str, Any]:
-        """Model-specific facts saved with the weights (for reports); empty by default."""
-        return {}
-
     def batch_images(self, batch: Any) -> torch.Tensor:
         """The image tensor of a data-loader batch (images, indices)."""
         images = batch[0] if isinstance(batch, list | tuple) else batch
