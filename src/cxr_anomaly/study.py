@@ -157,7 +157,7 @@ def metrics_rows(results_json: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "model": f"{name} ({entry.get('kind', 'trivial')})",
-                "score": entry.get("members", name),
+                "score": "mean z" if entry.get("kind") == "fusion" else name,
                 "AUROC [95% CI]": (entry["auroc"], tuple(entry["auroc_ci"])),
                 "AP [95% CI]": (entry["ap"], tuple(entry["ap_ci"])),
             }
@@ -316,11 +316,26 @@ def _report_sections(
         for score, values in entry["score_variants"].items()
     ]
     pixel = [{"model": name, **entry["pixel"]} for name, entry in models.items() if entry["pixel"]]
+    fusions = [
+        {
+            "fusion": name,
+            "members": entry["members"],
+            "rule": entry["rule"],
+            "AUROC": entry["auroc"],
+        }
+        for name, entry in results_json.get("baselines", {}).items()
+        if entry.get("kind") == "fusion"
+    ]
     sections.append(
         report.Section(
             "Per class and per score",
             report.table_html(per_class, caption="AUROC of each abnormal class vs all normals")
-            + report.table_html(variants, caption="Every score each model offers"),
+            + report.table_html(variants, caption="Every score each model offers")
+            + (
+                report.table_html(fusions, caption="Fusions of z-normalised scores")
+                if fusions
+                else ""
+            ),
         )
     )
     if pixel:
