@@ -46,3 +46,20 @@ def test_multi_depth_anoddpm_fusion_is_calibrated_and_saved(tmp_path: Path) -> N
     torch.testing.assert_close(reloaded.fusion_stats, stats.cpu())
     x = torch.rand(2, 1, 32, 32)
     torch.testing.assert_close(reloaded.score(x), run.model.score(x))
+
+
+def test_zscores_fuse_and_disagreement() -> None:
+    from cxr_anomaly.calibration import ScoreCalibration
+    from cxr_anomaly.fusion import disagreement, fuse, zscores, zscores_against
+
+    normal = np.array([1.0, 2.0, 3.0])
+    calibration = {"scores": {"l1": ScoreCalibration.fit(normal).__dict__}}
+    z = zscores(np.array([2.0, 4.0]), calibration, "l1")
+    np.testing.assert_allclose(z, [0.0, 2.0])  # mean 2, sample std 1
+    np.testing.assert_allclose(zscores_against(np.array([2.0, 4.0]), normal), z)
+    a, b = np.array([0.0, 2.0]), np.array([2.0, 2.0])
+    np.testing.assert_allclose(fuse([a, b]), [1.0, 2.0])
+    np.testing.assert_allclose(disagreement([a, b]), [np.sqrt(2.0), 0.0])
+    np.testing.assert_allclose(disagreement([a]), [0.0, 0.0])
+    with pytest.raises(KeyError, match="calibrated"):
+        zscores(a, calibration, "nope")
