@@ -110,7 +110,13 @@ def load_weights(run_dir: Path, metadata: ModelMetadata | None = None) -> Anomal
         state = load_file(str(weights))
     except (OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{weights}: cannot read weights: {err}") from err
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"{weights}: the weights do not fit the {metadata.model} model of this version of"
+            f" cxr-anomaly ({metadata.versions.get('cxr_anomaly', 'unknown')} wrote them): {err}"
+        ) from err
     if train.channels_last:
         model.to(memory_format=torch.channels_last)
     return model.eval()

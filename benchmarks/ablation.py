@@ -1,0 +1,269 @@
+"""Ablation on real data: what each change to a model's recipe adds, over several seeds.
+
+Each variant of ``benchmarks/ablation.yaml`` is a model with a preset and overrides, and names
+the variant it changes (its parent). For every variant and training seed this runs the project's
+own ``benchmark`` job on one labelled split, then prints one row per variant and score: AUROC and
+AP (mean ± sd over seeds, seed-0 95% patient-bootstrap interval), training time, and the change
+in AUROC against the parent. Fusions listed in the file combine variants' z-scores (each
+z-normalised on the normal validation images) with the trivial histogram detector where asked,
+said openly in the row's name.
+
+    python benchmarks/ablation.py --split val --seeds 0            # choose (labelled val split)
+    python benchmarks/ablation.py --split test --seeds 0,1,2       # measure the choice once
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from cxr_anomaly import metrics
+from cxr_anomaly.baselines import HistogramDistance
+from cxr_anomaly.config import DataConfig
+from cxr_anomaly.data.datamodule import PreparedData
+from cxr_anomaly.evaluation import ScoringOptions
+from cxr_anomaly.fusion import fuse, zscores, zscores_against
+from cxr_anomaly.pipeline import BenchmarkOptions, run_benchmark
+
+HERE = Path(__file__).resolve().parent
+
+
+def _default_data() -> str:
+    root = Path(os.environ.get("CXR_DATA_DIR", HERE.parents[1] / "shared/data"))
+    return f"folder:{root / 'zhanglab-cxr' / 'train'}"
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def run_variant(
+    variant: dict[str, Any], seed: int, args: argparse.Namespace, data: DataConfig
+) -> dict[str, Any]:
+    """Train (or reuse) one variant for one seed and score the split; its ``results.json``."""
+    model = variant["model"]
+    train = {"seed": seed, **variant.get("train", {})}
+    options = BenchmarkOptions(
+        out=Path(args.out) / variant["name"] / f"seed{seed}",
+        split=args.split,
+        scoring=ScoringOptions(),
+        command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        models=(model,),
+        data=data,
+        preset=variant.get("preset", "quick"),
+        train_overrides=train,
+        model_overrides={model: variant.get("model_params", {})},
+        progress=False,
+    )
+    results = run_benchmark(options)
+    if results is None:
+        raise SystemExit(0)
+    return results
+
+
+def _scores(variant: dict[str, Any], seed: int, out: Path) -> tuple[np.ndarray, ...]:
+    """(labels, z-score of the variant's default score, patient ids) for one seed."""
+    run = out / variant["name"] / f"seed{seed}"
+    results = json.loads((run / "results.json").read_text())
+    entry = results["models"][variant["model"]]
+    calibration = json.loads((run / "runs" / variant["model"] / "model.json").read_text())
+    with open(run / "scores" / f"{variant['model']}.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    values = np.array([float(r[entry["score"]]) for r in rows])
+    z = zscores(values, calibration["calibration"], entry["score"])
+    labels = np.array([int(r["label"]) for r in rows])
+    return labels, z, np.array([r["patient_id"] for r in rows])
+
+
+def histogram_z(data: DataConfig, split: str) -> np.ndarray:
+    """The trivial histogram detector's scores on ``split``, z-normalised on normal validation."""
+    prepared = PreparedData(data)
+    prepared.prepare(progress=False)
+    detector = HistogramDistance().fit(prepared.view("train").images())
+    scores = detector.score(prepared.view(split).images())
+    return zscores_against(scores, detector.score(prepared.view("val_normal").images()))
+
+
+def fusion_rows(
+    spec: dict[str, Any],
+    variants: dict[str, dict[str, Any]],
+    seeds: list[int],
+    out: Path,
+    histogram: np.ndarray | None,
+) -> dict[str, Any]:
+    """One fusion's AUROC/AP per seed (members of the same seed fused) and over seeds."""
+    per_seed = []
+    for seed in seeds:
+        members = []
+        labels = groups = None
+        for name in spec["members"]:
+            labels, z, groups = _scores(variants[name], seed, out)
+            members.append(z)
+        if spec.get("histogram"):
+            if histogram is None:
+                raise ValueError("histogram fusion needs the histogram scores")
+            members.append(histogram)
+        found = metrics.image_metrics(labels, fuse(members), groups, None, n_boot=500)
+        per_seed.append(found)
+    return {
+        "auroc": _mean_sd([f.auroc for f in per_seed]),
+        "ap": _mean_sd([f.ap for f in per_seed]),
+        "auroc_ci_seed0": list(per_seed[0].auroc_ci),
+        "members": spec["members"] + (["histogram"] if spec.get("histogram") else []),
+    }
+
+
+def summarise(
+    variants: dict[str, dict[str, Any]], per_seed: dict[str, dict[int, dict[str, Any]]]
+) -> dict[str, Any]:
+    """Mean and spread over seeds for every variant and score, with the parent's delta."""
+    rows: dict[str, Any] = {}
+    for name, variant in variants.items():
+        results = per_seed[name]
+        entries = [r["models"][variant["model"]] for r in results.values()]
+        first = next(iter(results.values()))
+        scores = {
+            score: {
+                "auroc": _mean_sd([e["score_variants"][score]["auroc"] for e in entries]),
+                "ap": _mean_sd([e["score_variants"][score]["ap"] for e in entries]),
+            }
+            for score in entries[0]["score_variants"]
+        }
+        rows[name] = {
+            "model": variant["model"],
+            "change": variant.get("change", ""),
+            "parent": variant.get("parent"),
+            "default_score": entries[0]["score"],
+            "scores": scores,
+            "auroc_ci_seed0": entries[0]["image"]["auroc_ci"],
+            "epochs": entries[0]["training"]["epochs"],
+            "train_seconds": _mean_sd([e["training"]["seconds"] for e in entries]),
+            "scoring_images_per_s": _mean_sd([e["images_per_second"] for e in entries]),
+            "histogram_auroc": first["baselines"].get("histogram", {}).get("auroc"),
+        }
+    for row in rows.values():
+        parent = rows.get(row["parent"]) if row["parent"] else None
+        own = row["scores"][row["default_score"]]["auroc"][0]
+        row["delta_vs_parent"] = (
+            own - parent["scores"][parent["default_score"]]["auroc"][0] if parent else None
+        )
+    return rows
+
+
+def table(summary: dict[str, Any]) -> str:
+    """The ablation as text: a row per variant (its default score), then the fusions."""
+    lines = [
+        f"data: {summary['data']}; protocol: {summary['protocol']}",
+        f"split: {summary['split']} (patient-level; {summary['split_note']}); image size "
+        f"{summary['size']}; seeds {summary['seeds']}",
+        f"{'variant':<34} {'score':<12} {'AUROC mean±sd':<14} {'AP mean±sd':<14} "
+        f"{'seed-0 95% CI':<16} {'Δ parent':>8} {'epochs':>6} {'train s':>7}",
+    ]
+    for name, row in summary["variants"].items():
+        for score, values in row["scores"].items():
+            auroc, ap = values["auroc"], values["ap"]
+            default = score == row["default_score"]
+            ci = row["auroc_ci_seed0"] if default else None
+            delta = row["delta_vs_parent"] if default else None
+            lines.append(
+                f"{name:<34} {score + ('*' if default else ''):<12} "
+                f"{auroc[0]:.3f}±{auroc[1]:.3f}    {ap[0]:.3f}±{ap[1]:.3f}    "
+                f"{f'[{ci[0]:.3f}, {ci[1]:.3f}]' if ci else '-':<16} "
+                f"{f'{delta:+.3f}' if delta is not None else '-':>8} {row['epochs']:>6} "
+                f"{row['train_seconds'][0]:>7.0f}"
+            )
+    first = next(iter(summary["variants"].values()))
+    lines.append(f"{'histogram (trivial detector)':<34} {'-':<12} {first['histogram_auroc']:.3f}")
+    for name, row in summary["fusions"].items():
+        ci = row["auroc_ci_seed0"]
+        lines.append(
+            f"{'fusion ' + name:<34} {'mean z':<12} {row['auroc'][0]:.3f}±{row['auroc'][1]:.3f}"
+            f"    {row['ap'][0]:.3f}±{row['ap'][1]:.3f}    [{ci[0]:.3f}, {ci[1]:.3f}]"
+        )
+    lines.append("* the variant's default score; fusions: mean of z-scores (normal validation)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=_default_data())
+    parser.add_argument("--protocol")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--variants", default=str(HERE / "ablation.yaml"))
+    parser.add_argument("--only", help="comma-separated variant names (default: all)")
+    parser.add_argument("--out", default="benchmarks/results/ablation")
+    parser.add_argument("--cache-dir")
+    parser.add_argument(
+        "--aggregate-only", action="store_true", help="summarise finished runs found in --out"
+    )
+    args = parser.parse_args(argv)
+
+    spec = yaml.safe_load(Path(args.variants).read_text())
+    variants = {v["name"]: v for v in spec["variants"]}
+    if args.only:
+        variants = {n: variants[n] for n in args.only.split(",")}
+    seeds = [int(s) for s in args.seeds.split(",")]
+    data = DataConfig(
+        spec=args.data,
+        protocol=args.protocol,
+        size=args.size,
+        split_seed=args.split_seed,
+        cache_dir=args.cache_dir,
+    )
+    per_seed: dict[str, dict[int, dict[str, Any]]] = {}
+    for name, variant in variants.items():
+        per_seed[name] = {}
+        for seed in seeds:
+            finished = Path(args.out) / name / f"seed{seed}" / "results.json"
+            results = (
+                json.loads(finished.read_text())
+                if args.aggregate_only
+                else run_variant(variant, seed, args, data)
+            )
+            per_seed[name][seed] = results
+            entry = results["models"][variant["model"]]
+            print(
+                f"{name} seed {seed}: {entry['score']} AUROC {entry['image']['auroc']:.3f}",
+                flush=True,
+            )
+    out = Path(args.out)
+    first = next(iter(next(iter(per_seed.values())).values()))
+    histogram = histogram_z(data, args.split)
+    fusions = {
+        f["name"]: fusion_rows(f, variants, seeds, out, histogram)
+        for f in spec.get("fusions", [])
+        if all(m in variants for m in f["members"])
+    }
+    summary = {
+        "data": first["data"],
+        "protocol": f"{first['protocol']['name']}: {first['protocol']['description']}",
+        "split": args.split,
+        "split_note": "labelled validation: used for choosing"
+        if args.split == "val"
+        else "held-out test: never used for choosing",
+        "split_summary": first["split_summary"],
+        "size": args.size,
+        "seeds": seeds,
+        "variants": summarise(variants, per_seed),
+        "fusions": fusions,
+    }
+    print(table(summary))
+    (out / f"summary-{args.split}.json").write_text(json.dumps(summary, indent=2))
+    print(f"wrote {out / f'summary-{args.split}.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
