@@ -7,7 +7,8 @@ AUROC and AP for every model and every score it offers, training time and epochs
 the target. The split is fixed (``--split-seed``) so that seeds vary only the training.
 
     python benchmarks/quality.py --data folder:../shared/data/zhanglab-cxr/train
-    python benchmarks/quality.py --data rsna:/data/rsna --protocol seed --split test
+    python benchmarks/quality.py --splits val,test   # choose on val, report test once
+    python benchmarks/quality.py --data rsna:/data/rsna --protocol seed --splits test
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def _scores_csv(path: Path, score: str) -> tuple[list[str], np.ndarray, np.ndarr
     )
 
 
-def ensembles(out: Path, seeds: list[int], models: list[str]) -> dict[str, Any]:
+def ensembles(out: Path, split: str, seeds: list[int], models: list[str]) -> dict[str, Any]:
     """Seed ensembles of each model (mean z-score) with the members' disagreement as a score,
     and the fusion of every model and seed; z-scores from each run's normal-validation
     calibration."""
@@ -117,8 +118,9 @@ def ensembles(out: Path, seeds: list[int], models: list[str]) -> dict[str, Any]:
             calibration = json.loads((run / "runs" / model / "model.json").read_text())[
                 "calibration"
             ]
-            score = json.loads((run / "results.json").read_text())["models"][model]["score"]
-            ids, labels, values, groups = _scores_csv(run / "scores" / f"{model}.csv", score)
+            scored = run / split
+            score = json.loads((scored / "results.json").read_text())["models"][model]["score"]
+            ids, labels, values, groups = _scores_csv(scored / "scores" / f"{model}.csv", score)
             if reference_ids is not None and ids != reference_ids:
                 raise ValueError("the seeds were scored on different images: not one split")
             reference_ids = ids
@@ -183,7 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=_default_data())
     parser.add_argument("--protocol")
-    parser.add_argument("--split", default="val", help="labelled split to report (default: val)")
+    parser.add_argument(
+        "--splits",
+        default="val",
+        help="labelled splits to report, comma-separated (default: val); each seed's models are"
+        " trained once and scored on every split",
+    )
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--models", default=",".join(DEMO_MODELS))
@@ -205,39 +212,45 @@ def main(argv: list[str] | None = None) -> int:
         split_seed=args.split_seed,
         cache_dir=args.cache_dir,
     )
-    per_seed: dict[int, dict[str, Any]] = {}
-    for seed in (int(s) for s in args.seeds.split(",")):
-        if args.aggregate_only:
-            per_seed[seed] = json.loads((out / f"seed{seed}" / "results.json").read_text())
-            continue
-        overrides: dict[str, Any] = {"seed": seed}
-        if args.epochs:
-            overrides["max_epochs"] = args.epochs
-        options = BenchmarkOptions(
-            out=out / f"seed{seed}",
-            split=args.split,
-            scoring=ScoringOptions(),
-            command=" ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
-            models=tuple(args.models.split(",")),
-            data=data,
-            preset=args.preset,
-            train_overrides=overrides,
-            progress=False,
-        )
-        results = run_benchmark(options)
-        if results is None:
-            return 0
-        per_seed[seed] = results
-        print(
-            f"seed {seed} done: "
-            + ", ".join(f"{n} {e['image']['auroc']:.3f}" for n, e in results["models"].items()),
-            flush=True,
-        )
-    summary = aggregate(per_seed)
-    summary["ensembles"] = ensembles(out, list(per_seed), list(summary["models"]))
-    print(table(summary))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"wrote {out / 'summary.json'}")
+    splits = args.splits.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    per_split: dict[str, dict[int, dict[str, Any]]] = {split: {} for split in splits}
+    for seed in seeds:
+        for split in splits:
+            split_dir = out / f"seed{seed}" / split
+            if args.aggregate_only:
+                per_split[split][seed] = json.loads((split_dir / "results.json").read_text())
+                continue
+            overrides: dict[str, Any] = {"seed": seed}
+            if args.epochs:
+                overrides["max_epochs"] = args.epochs
+            options = BenchmarkOptions(
+                out=split_dir,
+                runs_dir=out / f"seed{seed}" / "runs",
+                split=split,
+                scoring=ScoringOptions(),
+                command=" ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+                models=tuple(args.models.split(",")),
+                data=data,
+                preset=args.preset,
+                train_overrides=overrides,
+                progress=False,
+            )
+            results = run_benchmark(options)
+            if results is None:
+                return 0
+            per_split[split][seed] = results
+            print(
+                f"seed {seed} {split} done: "
+                + ", ".join(f"{n} {e['image']['auroc']:.3f}" for n, e in results["models"].items()),
+                flush=True,
+            )
+    for split, per_seed in per_split.items():
+        summary = aggregate(per_seed)
+        summary["ensembles"] = ensembles(out, split, seeds, list(summary["models"]))
+        print(table(summary))
+        (out / f"summary-{split}.json").write_text(json.dumps(summary, indent=2))
+        print(f"wrote {out / f'summary-{split}.json'}")
     return 0
 
 

@@ -202,6 +202,9 @@ class BenchmarkOptions(StudyOptions):
     train_overrides: dict[str, Any] = field(default_factory=dict)
     model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     progress: bool = True
+    runs_dir: Path | None = None
+    """Where the trained runs live (default ``out/runs``): another benchmark's runs are reused
+    when their settings match, so one training can be scored on several splits."""
 
 
 def _trained_model(
@@ -245,7 +248,7 @@ def run_benchmark(options: BenchmarkOptions) -> dict[str, Any] | None:
             options.train_overrides,
             options.model_overrides.get(name, {}),
         )
-        run_dir = options.out / "runs" / name
+        run_dir = (options.runs_dir or options.out / "runs") / name
         model, metadata = _trained_model(config, run_dir, options.progress)
         results.append(_model_result(model, metadata, run_dir, view, options, examples))
     title = f"cxr-anomaly benchmark on {data.source.describe()}"
