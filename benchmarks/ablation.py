@@ -27,12 +27,11 @@ import numpy as np
 import yaml
 
 from cxr_anomaly import metrics
-from cxr_anomaly.baselines import HistogramDistance
 from cxr_anomaly.config import DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.evaluation import ScoringOptions
-from cxr_anomaly.fusion import fuse, zscores, zscores_against
-from cxr_anomaly.pipeline import BenchmarkOptions, run_benchmark
+from cxr_anomaly.fusion import fuse, zscores
+from cxr_anomaly.pipeline import BenchmarkOptions, histogram_scores, run_benchmark
 
 HERE = Path(__file__).resolve().parent
 
@@ -84,13 +83,11 @@ def _scores(variant: dict[str, Any], seed: int, out: Path) -> tuple[np.ndarray, 
     return labels, z, np.array([r["patient_id"] for r in rows])
 
 
-def histogram_z(data: DataConfig, split: str) -> np.ndarray:
+def histogram_z(data: DataConfig, split: str) -> np.ndarray | None:
     """The trivial histogram detector's scores on ``split``, z-normalised on normal validation."""
     prepared = PreparedData(data)
     prepared.prepare(progress=False)
-    detector = HistogramDistance().fit(prepared.view("train").images())
-    scores = detector.score(prepared.view(split).images())
-    return zscores_against(scores, detector.score(prepared.view("val_normal").images()))
+    return histogram_scores(prepared, prepared.view(split))[1]
 
 
 def fusion_rows(

@@ -25,10 +25,12 @@ from typing import Any
 import numpy as np
 
 from cxr_anomaly import metrics
+from cxr_anomaly.baselines import HistogramDistance
 from cxr_anomaly.config import DataConfig
+from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.evaluation import ScoringOptions
 from cxr_anomaly.fusion import disagreement, fuse, zscores
-from cxr_anomaly.pipeline import DEMO_MODELS, BenchmarkOptions, run_benchmark
+from cxr_anomaly.pipeline import DEMO_MODELS, BenchmarkOptions, histogram_scores, run_benchmark
 
 TARGET = 0.80
 
@@ -138,6 +140,46 @@ def ensembles(out: Path, split: str, seeds: list[int], models: list[str]) -> dic
     return found
 
 
+def named_fusions(
+    out: Path, data: DataConfig, split: str, seeds: list[int], fusions: list[str]
+) -> dict[str, Any]:
+    """Fusions named by their members (``anatpaste+histogram``): the members of each seed
+    fused (mean z-score), AUROC and AP per seed and their mean and spread."""
+    if not fusions:
+        return {}
+    prepared = PreparedData(data)
+    prepared.prepare(progress=False)
+    _, histogram = histogram_scores(prepared, prepared.view(split))
+    found: dict[str, Any] = {}
+    for fusion in fusions:
+        per_seed = []
+        for seed in seeds:
+            run, members = out / f"seed{seed}", []
+            labels = groups = None
+            for member in fusion.split("+"):
+                if member == HistogramDistance.name:
+                    if histogram is None:
+                        raise ValueError("the histogram fusion needs normal validation images")
+                    members.append(histogram)
+                    continue
+                calibration = json.loads((run / "runs" / member / "model.json").read_text())
+                results = json.loads((run / split / "results.json").read_text())
+                score = results["models"][member]["score"]
+                _, labels, values, groups = _scores_csv(
+                    run / split / "scores" / f"{member}.csv", score
+                )
+                members.append(zscores(values, calibration["calibration"], score))
+            per_seed.append(_entry(labels, fuse(members), groups))
+        found[f"fusion {fusion}"] = {
+            "auroc": per_seed[0]["auroc"],
+            "auroc_ci": per_seed[0]["auroc_ci"],
+            "ap": per_seed[0]["ap"],
+            "auroc_over_seeds": _spread([e["auroc"] for e in per_seed]),
+            "ap_over_seeds": _spread([e["ap"] for e in per_seed]),
+        }
+    return found
+
+
 def _entry(labels: Any, values: np.ndarray, groups: Any) -> dict[str, Any]:
     found = metrics.image_metrics(labels, values, groups, None, n_boot=500)
     return {"auroc": found.auroc, "auroc_ci": list(found.auroc_ci), "ap": found.ap}
@@ -178,6 +220,12 @@ def table(summary: dict[str, Any]) -> str:
         lines.append(
             f"{name:<34} {entry['auroc']:.3f}  AP {entry['ap']:.3f}  [{ci[0]:.3f}, {ci[1]:.3f}]"
         )
+    for name, entry in summary.get("fusions", {}).items():
+        ci, over = entry["auroc_ci"], entry["auroc_over_seeds"]
+        lines.append(
+            f"{name:<34} {over['mean']:.3f}±{over['sd']:.3f} over seeds; seed "
+            f"{summary['seeds'][0]} {entry['auroc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+        )
     return "\n".join(lines)
 
 
@@ -199,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="override every preset's max_epochs")
     parser.add_argument("--out", default="benchmarks/results/quality")
     parser.add_argument("--cache-dir")
+    parser.add_argument(
+        "--fusions",
+        default="",
+        help="extra fusions, comma-separated, each of members joined by '+' (model names or"
+        " 'histogram'), e.g. anatpaste+histogram",
+    )
     parser.add_argument(
         "--aggregate-only", action="store_true", help="summarise finished seeds from --out"
     )
@@ -248,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     for split, per_seed in per_split.items():
         summary = aggregate(per_seed)
         summary["ensembles"] = ensembles(out, split, seeds, list(summary["models"]))
+        summary["fusions"] = named_fusions(
+            out, data, split, seeds, [f for f in args.fusions.split(",") if f]
+        )
         print(table(summary))
         (out / f"summary-{split}.json").write_text(json.dumps(summary, indent=2))
         print(f"wrote {out / f'summary-{split}.json'}")

@@ -1,4 +1,4 @@
-"""End to end: benchmark all four models on tiny synthetic data; evaluate; the HTML report."""
+"""End to end: benchmark every model on tiny synthetic data; evaluate; the HTML report."""
 
 from __future__ import annotations
 
@@ -14,10 +14,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cxr_anomaly import metrics
+from cxr_anomaly import cli, metrics
 from cxr_anomaly.config import DataConfig
 from cxr_anomaly.evaluation import ScoringOptions
-from cxr_anomaly.pipeline import BenchmarkOptions, StudyOptions, evaluate_run, run_benchmark
+from cxr_anomaly.pipeline import (
+    DEMO_MODELS,
+    REFERENCE_MODELS,
+    BenchmarkOptions,
+    StudyOptions,
+    evaluate_run,
+    run_benchmark,
+)
 from cxr_anomaly.study import FIGURES, REPORT_FILE, RESULTS_FILE
 from tiny import MODEL_NAMES, SIZE, TINY_PARAMS, tiny_data
 
@@ -179,3 +186,31 @@ def test_report_renders_in_headless_chromium_with_every_figure_loaded(
     assert total and loaded, "the report's load check did not run"
     assert int(total.group(1)) == len(FIGURES)
     assert int(loaded.group(1)) == int(total.group(1))
+
+
+@pytest.mark.parametrize(
+    ("argv", "models", "preset"),
+    [
+        (["demo"], DEMO_MODELS, "quick"),
+        (["demo", "--reference"], REFERENCE_MODELS, "paper"),
+        (["benchmark", "--models", "vaegan", "--preset", "paper"], ("vaegan",), "paper"),
+        (
+            ["benchmark", "--models", "bigan", "--reference", "--preset", "quick"],
+            REFERENCE_MODELS,
+            "quick",
+        ),
+    ],
+)
+def test_demo_runs_the_best_configuration_and_reference_is_one_flag_away(
+    argv: list[str],
+    models: tuple[str, ...],
+    preset: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    seen: list[BenchmarkOptions] = []
+    monkeypatch.setattr("cxr_anomaly.pipeline.run_benchmark", lambda options: seen.append(options))
+    monkeypatch.setattr("cxr_anomaly.cli._print_results", lambda results, out: None)
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 0
+    assert seen[0].models == models
+    assert seen[0].preset == preset

@@ -247,7 +247,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _benchmark(args: argparse.Namespace, models: Sequence[str]) -> int:
-    from cxr_anomaly.pipeline import BenchmarkOptions, run_benchmark
+    from cxr_anomaly.pipeline import REFERENCE_MODELS, BenchmarkOptions, run_benchmark
+
+    if args.reference:
+        models = REFERENCE_MODELS
+    preset = args.preset or ("paper" if args.reference else "quick")
 
     train_overrides = _trainer_overrides(args)
     if args.epochs is not None:
@@ -262,7 +266,7 @@ def _benchmark(args: argparse.Namespace, models: Sequence[str]) -> int:
         command=_command_line(),
         models=tuple(models),
         data=_data_config(args),
-        preset=args.preset,
+        preset=preset,
         train_overrides=train_overrides,
         progress=not args.quiet,
     )
@@ -272,8 +276,9 @@ def _benchmark(args: argparse.Namespace, models: Sequence[str]) -> int:
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from cxr_anomaly.models.registry import model_names
+    from cxr_anomaly.pipeline import DEMO_MODELS
 
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    models = [m.strip() for m in (args.models or ",".join(DEMO_MODELS)).split(",") if m.strip()]
     unknown = sorted(set(models) - set(model_names()))
     if unknown:
         raise ConfigError(
@@ -388,11 +393,19 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "benchmark":
             sub.add_argument(
                 "--models",
-                default="bigan,vaegan,anoddpm-gaussian,anoddpm-simplex",
-                help="comma-separated model names",
+                help="comma-separated model names (default: the reference study's four and"
+                " anatpaste)",
             )
         sub.add_argument("--out", default=f"runs/{name}", help="output folder")
-        sub.add_argument("--preset", default="quick", help="quick | paper | a YAML file")
+        sub.add_argument(
+            "--preset", help="quick | paper | a YAML file (default: quick; paper with --reference)"
+        )
+        sub.add_argument(
+            "--reference",
+            action="store_true",
+            help="the reference study's configuration: its four models with their paper presets"
+            " (hours on a CPU); overrides --models",
+        )
         sub.add_argument("--split", default="test", help="split to evaluate (default: test)")
         sub.add_argument("--epochs", type=int, help="override every preset's max_epochs")
         sub.add_argument("--seed", type=int, help="training seed")

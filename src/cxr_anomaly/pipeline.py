@@ -37,7 +37,10 @@ from cxr_anomaly.training import CONFIG_FILE, train
 
 log = logging.getLogger(__name__)
 
-DEMO_MODELS = ("bigan", "vaegan", "anoddpm-gaussian", "anoddpm-simplex")
+REFERENCE_MODELS = ("bigan", "vaegan", "anoddpm-gaussian", "anoddpm-simplex")
+"""The reference study's models; with the ``paper`` presets, its configuration."""
+DEMO_MODELS = (*REFERENCE_MODELS, "anatpaste")
+"""What ``demo`` and ``benchmark`` train by default: the reference models and AnatPaste."""
 
 
 @dataclass
@@ -92,6 +95,17 @@ def _model_result(
 Reference = tuple[dict[str, Any], np.ndarray]
 
 
+def histogram_scores(data: PreparedData, view: SplitView) -> tuple[np.ndarray, np.ndarray | None]:
+    """The trivial histogram detector fitted on the training images: its scores on ``view``
+    and the same scores z-normalised on the normal validation images (``None`` without them)."""
+    detector = HistogramDistance().fit(data.view("train").images())
+    scores = detector.score(view.images())
+    normal_val = data.view("val_normal")
+    if len(normal_val) < 2:
+        return scores, None
+    return scores, zscores_against(scores, detector.score(normal_val.images()))
+
+
 def _references(
     data: PreparedData, view: SplitView, results: list[ModelResult]
 ) -> dict[str, Reference]:
@@ -99,13 +113,12 @@ def _references(
     the trivial detector, which may join a fusion, said openly), on the evaluated split."""
     references: dict[str, Reference] = {}
     histogram_z = None
-    train, normal_val = data.view("train"), data.view("val_normal")
-    if len(train) and len(set(view.labels.tolist())) == 2:
-        detector = HistogramDistance().fit(train.images())
-        scores = detector.score(view.images())
-        references[detector.name] = (baseline_entry(view.labels, scores, view.patient_ids), scores)
-        if len(normal_val) > 1:
-            histogram_z = zscores_against(scores, detector.score(normal_val.images()))
+    if len(data.view("train")) and len(set(view.labels.tolist())) == 2:
+        scores, histogram_z = histogram_scores(data, view)
+        references[HistogramDistance.name] = (
+            baseline_entry(view.labels, scores, view.patient_ids),
+            scores,
+        )
     calibrated = [r for r in results if r.calibration]
     if len(calibrated) > 1:
         members = [
