@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from PIL import Image
@@ -26,15 +25,11 @@ from cxr_anomaly.training import train
 from tiny import MODEL_NAMES, tiny_run
 
 
-class DumpWeights(L.Callback):
-    """Each rank saves its final weights (and EMA) to ``rank<R>.safetensors``."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        state = {k: v.detach().cpu().contiguous() for k, v in pl_module.state_dict().items()}
-        save_file(state, str(self.folder / f"rank{trainer.global_rank}.safetensors"))
+def _dump_weights(model: torch.nn.Module, folder: Path) -> None:
+    """Each rank saves its final weights and buffers (EMA, fitted Gaussians, calibration)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    save_file(state, str(folder / f"rank{rank}.safetensors"))
 
 
 def _input_files(folder: Path) -> None:
@@ -57,7 +52,8 @@ def main() -> None:
         config = tiny_run(name, out / "cache", epochs=1)
         config.train.devices = devices
         config.train.strategy = "ddp" if devices > 1 else "auto"
-        train(config, folder / "run", progress=False, callbacks=[DumpWeights(folder)])
+        result = train(config, folder / "run", progress=False)
+        _dump_weights(result.model, folder)
     # Score the test split of the first model's run with `devices` processes.
     run_dir = out / MODEL_NAMES[0] / "run"
     model = load_weights(run_dir)

@@ -25,16 +25,9 @@ from cxr_anomaly.models.lungs import (
 )
 from cxr_anomaly.models.registry import build_model
 from cxr_anomaly.training import TrainResult, train
-from tiny import SIZE, tiny_data
+from tiny import SIZE, TINY_PARAMS, tiny_data
 
-TINY: dict[str, Any] = {
-    "image_size": SIZE,
-    "channels": [8, 16, 32],
-    "residual_blocks": 1,
-    "head_units": [16],
-    "patch_stage": 1,
-    "lr": 1e-3,
-}
+TINY: dict[str, Any] = TINY_PARAMS["anatpaste"]
 
 
 def _phantoms(n: int, size: int = SIZE, start: int = 0) -> torch.Tensor:

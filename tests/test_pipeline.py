@@ -54,10 +54,10 @@ def benchmark(bench_root: Path) -> tuple[Path, dict[str, Any]]:
     return out, run_benchmark(_options(out, bench_root / "cache"))
 
 
-def _scores_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _scores_csv(path: Path, score: str) -> tuple[np.ndarray, np.ndarray]:
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return np.array([int(r["label"]) for r in rows]), np.array([float(r["l1"]) for r in rows])
+    return np.array([int(r["label"]) for r in rows]), np.array([float(r[score]) for r in rows])
 
 
 def test_benchmark_writes_results_figures_and_report(
@@ -87,9 +87,9 @@ def test_results_agree_with_the_per_image_scores(
     name: str, benchmark: tuple[Path, dict[str, Any]]
 ) -> None:
     out, results = benchmark
-    labels, scores = _scores_csv(out / "scores" / f"{name}.csv")
-    assert len(labels) == 16 and labels.sum() == 8
     entry = results["models"][name]
+    labels, scores = _scores_csv(out / "scores" / f"{name}.csv", entry["score"])
+    assert len(labels) == 16 and labels.sum() == 8
     assert entry["image"]["auroc"] == pytest.approx(metrics.auroc(labels, scores), abs=1e-9)
     low, high = entry["image"]["auroc_ci"]
     assert low <= entry["image"]["auroc"] <= high

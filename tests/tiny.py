@@ -52,6 +52,14 @@ TINY_PARAMS["anoddpm-simplex"] = {
     "simplex_octaves": 2,
     "simplex_frequency": 16.0,
 }
+TINY_PARAMS["anatpaste"] = {
+    "image_size": SIZE,
+    "channels": [8, 16, 32],
+    "residual_blocks": 1,
+    "head_units": [16],
+    "patch_stage": 1,
+    "lr": 1e-3,
+}
 
 MODEL_NAMES = tuple(TINY_PARAMS)
 
