@@ -229,6 +229,47 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown(summary: dict[str, Any]) -> str:
+    """The aggregated results as a Markdown table (for the README): default scores only."""
+    seeds = summary["seeds"]
+    lines = [
+        f"| model | score | AUROC mean ± sd ({len(seeds)} seeds) | AUROC seed {seeds[0]} [95% CI] "
+        "| AP mean ± sd | epochs | train s (mean) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in summary["models"].items():
+        score = entry["default_score"]
+        auroc, ap = entry["scores"][score]["auroc"], entry["scores"][score]["ap"]
+        ci = entry["auroc_ci_per_seed"][seeds[0]]
+        lines.append(
+            f"| {name} | {score} | {auroc['mean']:.3f} ± {auroc['sd']:.3f} | "
+            f"[{ci[0]:.3f}, {ci[1]:.3f}] | {ap['mean']:.3f} ± {ap['sd']:.3f} | {entry['epochs']} "
+            f"| {entry['train_seconds']['mean']:.0f} |"
+        )
+    for name, entry in summary["baselines"].items():
+        ci = entry["auroc_ci"]
+        lines.append(
+            f"| {name} ({entry['kind']}, seed {seeds[0]}) | "
+            f"{'mean z' if entry['kind'] == 'fusion' else 'L1 to mean histogram'} | "
+            f"{entry['auroc']:.3f} | "
+            f"[{ci[0]:.3f}, {ci[1]:.3f}] | {entry['ap']:.3f} | — | — |"
+        )
+    for name, entry in summary.get("fusions", {}).items():
+        over, ci = entry["auroc_over_seeds"], entry["auroc_ci"]
+        lines.append(
+            f"| {name} | mean z | {over['mean']:.3f} ± {over['sd']:.3f} | "
+            f"[{ci[0]:.3f}, {ci[1]:.3f}] | {entry['ap_over_seeds']['mean']:.3f} ± "
+            f"{entry['ap_over_seeds']['sd']:.3f} | — | — |"
+        )
+    for name, entry in summary.get("ensembles", {}).items():
+        ci = entry["auroc_ci"]
+        lines.append(
+            f"| {name} | mean z | {entry['auroc']:.3f} | [{ci[0]:.3f}, {ci[1]:.3f}] | "
+            f"{entry['ap']:.3f} | — | — |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=_default_data())
@@ -307,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(table(summary))
         (out / f"summary-{split}.json").write_text(json.dumps(summary, indent=2))
+        (out / f"summary-{split}.md").write_text(markdown(summary) + "\n")
         print(f"wrote {out / f'summary-{split}.json'}")
     return 0
 

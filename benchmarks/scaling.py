@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODELS = "bigan,vaegan,anoddpm-gaussian"
+DEFAULT_MODELS = "bigan,vaegan,anoddpm-gaussian,anatpaste"
 
 
 def _child(model: str, processes: int, epochs: int, n_train: int, out: Path) -> None:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODELS = "bigan,vaegan,anoddpm-gaussian,anoddpm-simplex"
+DEFAULT_MODELS = "bigan,vaegan,anoddpm-gaussian,anoddpm-simplex,anatpaste"
 
 
 def _measure(model_name: str, preset: str, precision: str, args: argparse.Namespace) -> dict:
