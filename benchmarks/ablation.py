@@ -190,6 +190,37 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown(summary: dict[str, Any]) -> str:
+    """The ablation as a Markdown table (for the README): each variant's default score."""
+    lines = [
+        "| variant | change | score | AUROC [95% CI] | Δ vs parent | epochs | train s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in summary["variants"].items():
+        score = row["default_score"]
+        ci, delta = row["auroc_ci_seed0"], row["delta_vs_parent"]
+        l1 = row["scores"].get("l1") if score != "l1" else None
+        l1_text = f" (l1: {l1['auroc'][0]:.3f})" if l1 else ""
+        delta_text = "—" if delta is None else f"{delta:+.3f}"
+        lines.append(
+            f"| {name} | {row['change']} | {score} | {row['scores'][score]['auroc'][0]:.3f} "
+            f"[{ci[0]:.3f}, {ci[1]:.3f}]{l1_text} | {delta_text} | {row['epochs']} | "
+            f"{row['train_seconds'][0]:.0f} |"
+        )
+    first = next(iter(summary["variants"].values()))
+    lines.append(
+        f"| histogram (trivial) | global intensity histogram | L1 to mean | "
+        f"{first['histogram_auroc']:.3f} | — | — | — |"
+    )
+    for name, row in summary["fusions"].items():
+        ci = row["auroc_ci_seed0"]
+        lines.append(
+            f"| fusion {name} | mean of z-scores | mean z | {row['auroc'][0]:.3f} "
+            f"[{ci[0]:.3f}, {ci[1]:.3f}] | — | — | — |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=_default_data())
@@ -258,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(table(summary))
     (out / f"summary-{args.split}.json").write_text(json.dumps(summary, indent=2))
+    (out / f"summary-{args.split}.md").write_text(markdown(summary) + "\n")
     print(f"wrote {out / f'summary-{args.split}.json'}")
     return 0
 

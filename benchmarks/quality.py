@@ -180,6 +180,20 @@ def named_fusions(
     return found
 
 
+def only_models(results: dict[str, Any], models: list[str]) -> dict[str, Any]:
+    """``results`` restricted to ``models``: other models, and fusions with any of them as a
+    member, are left out (so seeds scored with more models aggregate with the rest)."""
+    kept = dict(results)
+    kept["models"] = {n: e for n, e in results["models"].items() if n in models}
+    kept["baselines"] = {
+        n: e
+        for n, e in results["baselines"].items()
+        if e.get("kind") != "fusion"
+        or {m.split(":")[0] for m in e["members"].split(", ")} <= set(models) | {"histogram"}
+    }
+    return kept
+
+
 def _entry(labels: Any, values: np.ndarray, groups: Any) -> dict[str, Any]:
     found = metrics.image_metrics(labels, values, groups, None, n_boot=500)
     return {"auroc": found.auroc, "auroc_ci": list(found.auroc_ci), "ap": found.ap}
@@ -193,7 +207,8 @@ def table(summary: dict[str, Any]) -> str:
         f"evaluated split: {summary['split']} (patient-level); image size {summary['image_size']};"
         f" preset {summary['preset']}; training seeds {summary['seeds']}",
         f"{'model':<18} {'score':<10} {'AUROC mean±sd':<15} {'AP mean±sd':<15} "
-        f"{'seed-0 AUROC 95% CI':<20} {'epochs':>6} {'train s':>8} {'vs 0.80':>8}",
+        f"{'seed-0 AUROC 95% CI':<20} {'epochs':>6} {'train s':>8} {'score img/s':>11} "
+        f"{'vs 0.80':>8}",
     ]
     for name, entry in summary["models"].items():
         for score, values in entry["scores"].items():
@@ -207,7 +222,8 @@ def table(summary: dict[str, Any]) -> str:
             lines.append(
                 f"{name:<18} {score:<10} {auroc['mean']:.3f}±{auroc['sd']:.3f}    "
                 f"{ap['mean']:.3f}±{ap['sd']:.3f}    {ci_text:<20} {entry['epochs']:>6} "
-                f"{entry['train_seconds']['mean']:>8.0f} {auroc['mean'] - TARGET:>+8.3f}"
+                f"{entry['train_seconds']['mean']:>8.0f} "
+                f"{entry['scoring_images_per_s']['mean']:>11.1f} {auroc['mean'] - TARGET:>+8.3f}"
             )
     for name, entry in summary["baselines"].items():
         ci = entry["auroc_ci"]
@@ -233,9 +249,9 @@ def markdown(summary: dict[str, Any]) -> str:
     """The aggregated results as a Markdown table (for the README): default scores only."""
     seeds = summary["seeds"]
     lines = [
-        f"| model | score | AUROC mean ± sd ({len(seeds)} seeds) | AUROC seed {seeds[0]} [95% CI] "
-        "| AP mean ± sd | epochs | train s (mean) |",
-        "|---|---|---|---|---|---|---|",
+        f"| model | score | AUROC mean ± sd ({len(seeds)} seeds) | AUROC 95% CI, seed {seeds[0]} "
+        "| AP mean ± sd | epochs | train s (mean) | scoring images/s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, entry in summary["models"].items():
         score = entry["default_score"]
@@ -244,7 +260,8 @@ def markdown(summary: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {score} | {auroc['mean']:.3f} ± {auroc['sd']:.3f} | "
             f"[{ci[0]:.3f}, {ci[1]:.3f}] | {ap['mean']:.3f} ± {ap['sd']:.3f} | {entry['epochs']} "
-            f"| {entry['train_seconds']['mean']:.0f} |"
+            f"| {entry['train_seconds']['mean']:.0f} "
+            f"| {entry['scoring_images_per_s']['mean']:.1f} |"
         )
     for name, entry in summary["baselines"].items():
         ci = entry["auroc_ci"]
@@ -252,20 +269,21 @@ def markdown(summary: dict[str, Any]) -> str:
             f"| {name} ({entry['kind']}, seed {seeds[0]}) | "
             f"{'mean z' if entry['kind'] == 'fusion' else 'L1 to mean histogram'} | "
             f"{entry['auroc']:.3f} | "
-            f"[{ci[0]:.3f}, {ci[1]:.3f}] | {entry['ap']:.3f} | — | — |"
+            f"[{ci[0]:.3f}, {ci[1]:.3f}] | {entry['ap']:.3f} | — | — | — |"
         )
     for name, entry in summary.get("fusions", {}).items():
         over, ci = entry["auroc_over_seeds"], entry["auroc_ci"]
         lines.append(
             f"| {name} | mean z | {over['mean']:.3f} ± {over['sd']:.3f} | "
             f"[{ci[0]:.3f}, {ci[1]:.3f}] | {entry['ap_over_seeds']['mean']:.3f} ± "
-            f"{entry['ap_over_seeds']['sd']:.3f} | — | — |"
+            f"{entry['ap_over_seeds']['sd']:.3f} | — | — | — |"
         )
     for name, entry in summary.get("ensembles", {}).items():
         ci = entry["auroc_ci"]
+        rule = "sd of z" if "disagreement" in name else "mean z"
         lines.append(
-            f"| {name} | mean z | {entry['auroc']:.3f} | [{ci[0]:.3f}, {ci[1]:.3f}] | "
-            f"{entry['ap']:.3f} | — | — |"
+            f"| {name} | {rule} | {entry['auroc']:.3f} | [{ci[0]:.3f}, {ci[1]:.3f}] | "
+            f"{entry['ap']:.3f} | — | — | — |"
         )
     return "\n".join(lines)
 
@@ -308,13 +326,15 @@ def main(argv: list[str] | None = None) -> int:
         cache_dir=args.cache_dir,
     )
     splits = args.splits.split(",")
+    models = args.models.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     per_split: dict[str, dict[int, dict[str, Any]]] = {split: {} for split in splits}
     for seed in seeds:
         for split in splits:
             split_dir = out / f"seed{seed}" / split
             if args.aggregate_only:
-                per_split[split][seed] = json.loads((split_dir / "results.json").read_text())
+                found = json.loads((split_dir / "results.json").read_text())
+                per_split[split][seed] = only_models(found, models)
                 continue
             overrides: dict[str, Any] = {"seed": seed}
             if args.epochs:
@@ -325,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                 split=split,
                 scoring=ScoringOptions(),
                 command=" ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
-                models=tuple(args.models.split(",")),
+                models=tuple(models),
                 data=data,
                 preset=args.preset,
                 train_overrides=overrides,
