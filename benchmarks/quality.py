@@ -256,7 +256,8 @@ def markdown(summary: dict[str, Any]) -> str:
     for name, entry in summary["models"].items():
         score = entry["default_score"]
         auroc, ap = entry["scores"][score]["auroc"], entry["scores"][score]["ap"]
-        ci = entry["auroc_ci_per_seed"][seeds[0]]
+        # Seeds are int keys in memory, str keys once read back from JSON.
+        ci = {str(k): v for k, v in entry["auroc_ci_per_seed"].items()}[str(seeds[0])]
         lines.append(
             f"| {name} | {score} | {auroc['mean']:.3f} ± {auroc['sd']:.3f} | "
             f"[{ci[0]:.3f}, {ci[1]:.3f}] | {ap['mean']:.3f} ± {ap['sd']:.3f} | {entry['epochs']} "
