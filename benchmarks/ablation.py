@@ -100,11 +100,9 @@ def fusion_rows(
     """One fusion's AUROC/AP per seed (members of the same seed fused) and over seeds."""
     per_seed = []
     for seed in seeds:
-        members = []
-        labels = groups = None
-        for name in spec["members"]:
-            labels, z, groups = _scores(variants[name], seed, out)
-            members.append(z)
+        scored = [_scores(variants[name], seed, out) for name in spec["members"]]
+        labels, _, groups = scored[0]
+        members = [z for _, z, _ in scored]
         if spec.get("histogram"):
             if histogram is None:
                 raise ValueError("histogram fusion needs the histogram scores")
