@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 TORCH_INDEX ?=
 PIP_EXTRA := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 STAMP := $(VENV)/.installed
+# Extra arguments for `cxr-anomaly demo`, e.g. ARGS=--reference (the reference configuration).
+ARGS ?=
 
 .PHONY: install demo test test-all lint typecheck check browser clean
 
@@ -19,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/cxr-anomaly demo --out runs/demo
+	$(VENV)/bin/cxr-anomaly demo --out runs/demo $(ARGS)
 
 # Headless Chromium for the report-rendering test; best effort, the test skips without it.
 browser:
