@@ -10,6 +10,9 @@ said openly in the row's name.
 
     python benchmarks/ablation.py --split val --seeds 0            # choose (labelled val split)
     python benchmarks/ablation.py --split test --seeds 0,1,2       # measure the choice once
+
+``--runs-from DIR`` scores the runs trained by an earlier call with ``--out DIR`` (another split,
+no retraining).
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def runs_dir(root: Path, variant: dict[str, Any], seed: int) -> Path:
+    """Where one variant's trained run of one seed lives under ``root``."""
+    return root / variant["name"] / f"seed{seed}" / "runs"
+
+
 def run_variant(
     variant: dict[str, Any], seed: int, args: argparse.Namespace, data: DataConfig
 ) -> dict[str, Any]:
@@ -53,6 +61,7 @@ def run_variant(
     train = {"seed": seed, **variant.get("train", {})}
     options = BenchmarkOptions(
         out=Path(args.out) / variant["name"] / f"seed{seed}",
+        runs_dir=runs_dir(Path(args.runs_from or args.out), variant, seed),
         split=args.split,
         scoring=ScoringOptions(),
         command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -69,12 +78,15 @@ def run_variant(
     return results
 
 
-def _scores(variant: dict[str, Any], seed: int, out: Path) -> tuple[np.ndarray, ...]:
+def _scores(
+    variant: dict[str, Any], seed: int, out: Path, runs_root: Path
+) -> tuple[np.ndarray, ...]:
     """(labels, z-score of the variant's default score, patient ids) for one seed."""
     run = out / variant["name"] / f"seed{seed}"
     results = json.loads((run / "results.json").read_text())
     entry = results["models"][variant["model"]]
-    calibration = json.loads((run / "runs" / variant["model"] / "model.json").read_text())
+    model_json = runs_dir(runs_root, variant, seed) / variant["model"] / "model.json"
+    calibration = json.loads(model_json.read_text())
     with open(run / "scores" / f"{variant['model']}.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     values = np.array([float(r[entry["score"]]) for r in rows])
@@ -95,12 +107,13 @@ def fusion_rows(
     variants: dict[str, dict[str, Any]],
     seeds: list[int],
     out: Path,
+    runs_root: Path,
     histogram: np.ndarray | None,
 ) -> dict[str, Any]:
     """One fusion's AUROC/AP per seed (members of the same seed fused) and over seeds."""
     per_seed = []
     for seed in seeds:
-        scored = [_scores(variants[name], seed, out) for name in spec["members"]]
+        scored = [_scores(variants[name], seed, out, runs_root) for name in spec["members"]]
         labels, _, groups = scored[0]
         members = [z for _, z, _ in scored]
         if spec.get("histogram"):
@@ -230,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=str(HERE / "ablation.yaml"))
     parser.add_argument("--only", help="comma-separated variant names (default: all)")
     parser.add_argument("--out", default="benchmarks/results/ablation")
+    parser.add_argument("--runs-from", help="score the trained runs of an earlier --out")
     parser.add_argument("--cache-dir")
     parser.add_argument(
         "--aggregate-only", action="store_true", help="summarise finished runs found in --out"
@@ -268,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     first = next(iter(next(iter(per_seed.values())).values()))
     histogram = histogram_z(data, args.split)
     fusions = {
-        f["name"]: fusion_rows(f, variants, seeds, out, histogram)
+        f["name"]: fusion_rows(f, variants, seeds, out, Path(args.runs_from or out), histogram)
         for f in spec.get("fusions", [])
         if all(m in variants for m in f["members"])
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import numpy as np
@@ -12,6 +13,7 @@ from safetensors.torch import load_file
 
 from cxr_anomaly.checkpoint import load_weights, read_metadata
 from cxr_anomaly.config import BUILTIN_MODELS, ConfigError, TrainConfig
+from cxr_anomaly.engine import BestWeights
 from cxr_anomaly.models.registry import build_model, model_names
 from cxr_anomaly.training import train
 from tiny import MODEL_NAMES, SIZE, TINY_PARAMS, tiny_run
@@ -184,3 +186,47 @@ def test_scores_stay_finite_on_constant_and_extreme_images() -> None:
         model = _model(name)
         x = torch.cat([torch.zeros(1, 1, SIZE, SIZE), torch.ones(1, 1, SIZE, SIZE)])
         assert np.isfinite(model.score(x).numpy()).all(), name
+
+
+class _WeightsByEpoch(L.Callback):
+    """Each epoch's normal validation loss and the weights that produced it."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.weights: list[dict[str, torch.Tensor]] = []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self.losses.append(float(trainer.callback_metrics["val_loss"]))
+        self.weights.append({k: v.detach().clone() for k, v in pl_module.state_dict().items()})
+
+
+def test_restore_best_keeps_the_weights_of_the_lowest_validation_loss(tmp_path: Path) -> None:
+    config = tiny_run("vaegan", tmp_path / "cache", epochs=4, restore_best=True)
+    record = _WeightsByEpoch()
+    run = train(config, tmp_path / "run", progress=False, callbacks=[record])
+    best = int(np.argmin(record.losses))
+    assert read_metadata(tmp_path / "run").training["best_epoch"] == best
+    final = run.model.state_dict()
+    for key, value in record.weights[best].items():
+        torch.testing.assert_close(final[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_best_weights_returns_to_the_best_epoch_and_survives_a_checkpoint() -> None:
+    module = torch.nn.Linear(2, 1)
+    callback = BestWeights("val_loss")
+    snapshots = []
+    for epoch, loss in enumerate([1.0, 0.5, 0.8]):
+        with torch.no_grad():
+            module.weight.fill_(float(epoch))
+        snapshots.append(module.weight.detach().clone())
+        trainer = SimpleNamespace(
+            sanity_checking=False, current_epoch=epoch, callback_metrics={"val_loss": loss}
+        )
+        callback.on_validation_end(trainer, module)  # type: ignore[arg-type]
+    restored = BestWeights("val_loss")
+    restored.load_state_dict(callback.state_dict())
+    restored.on_train_end(trainer, module)  # type: ignore[arg-type]
+    assert restored.best_epoch == 1
+    torch.testing.assert_close(module.weight, snapshots[1])

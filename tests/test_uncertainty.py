@@ -1,4 +1,4 @@
-"""Uncertainty-normalised error: the loss, and the option on both GANs."""
+"""Uncertainty-normalised error: the loss, and the option on every reconstruction model."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from tiny import TINY_PARAMS, tiny_run
 OPTIONS = {
     "vaegan": {"uncertainty": True, "pixel_weight": 1.0},
     "bigan": {"uncertainty": True, "consistency_weight": 1.0},
+    "anoddpm-gaussian": {"uncertainty": True},
+    "anoddpm-simplex": {"uncertainty": True},
 }
 
 

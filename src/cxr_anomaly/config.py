@@ -83,6 +83,8 @@ class TrainConfig:
         num_workers: data-loader worker processes.
         early_stopping_patience: stop after this many epochs without a better normal
             validation loss; ``None`` trains all ``max_epochs``.
+        restore_best: end with the weights of the epoch with the lowest normal validation
+            loss (model choice without labels) instead of the last epoch's.
         max_time: wall-clock cap, Lightning's ``DD:HH:MM:SS`` format.
         log_every_n_steps: how often losses are logged.
     """
@@ -99,6 +101,7 @@ class TrainConfig:
     sync_batchnorm: bool = True
     num_workers: int = 0
     early_stopping_patience: int | None = None
+    restore_best: bool = False
     max_time: str | None = None
     log_every_n_steps: int = 10
 

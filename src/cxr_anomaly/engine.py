@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,51 @@ class EpochSeed(Callback):
         torch.manual_seed(epoch_seed(self.seed, trainer.current_epoch, trainer.global_rank))
 
 
+class BestWeights(Callback):
+    """Model choice without labels: keep the weights of the epoch with the lowest normal
+    validation loss and put them back when training ends.
+
+    The kept weights travel in the epoch checkpoints, so a resumed run chooses among all its
+    epochs. They are restored at ``on_train_end``, before the models' ``on_fit_end`` (where
+    AnatPaste fits its normal embeddings) and before score calibration.
+    """
+
+    def __init__(self, monitor: str = "val_loss") -> None:
+        self.monitor = monitor
+        self.best_loss = math.inf
+        self.best_epoch = -1
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None:
+            return
+        loss = float(value)
+        if loss < self.best_loss:
+            self.best_loss, self.best_epoch = loss, trainer.current_epoch
+            self.weights = {
+                key: tensor.detach().cpu().clone() for key, tensor in pl_module.state_dict().items()
+            }
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.weights is not None:
+            pl_module.load_state_dict(self.weights)
+            log.info(
+                "restored the weights of epoch %d (%s %.5f)",
+                self.best_epoch,
+                self.monitor,
+                self.best_loss,
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_loss": self.best_loss, "best_epoch": self.best_epoch, "weights": self.weights}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_loss = state_dict["best_loss"]
+        self.best_epoch = state_dict["best_epoch"]
+        self.weights = state_dict["weights"]
+
+
 def _loggers(run_dir: Path, resume: bool) -> list[Logger]:
     """CSV losses in ``logs/metrics.csv``; a resumed run appends a ``logs/resume-N/`` folder
     instead of overwriting the interrupted run's log."""
@@ -115,6 +161,8 @@ def build_trainer(
         callbacks.append(
             EarlyStopping(monitor="val_loss", patience=train.early_stopping_patience, mode="min")
         )
+    if has_validation and train.restore_best:
+        callbacks.append(BestWeights("val_loss"))
     callbacks.extend(extra_callbacks or [])
     precision = resolve_precision(train.precision, train.accelerator)
     log.info("precision %s", precision)

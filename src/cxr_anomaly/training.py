@@ -20,7 +20,7 @@ from cxr_anomaly.calibration import calibrate
 from cxr_anomaly.checkpoint import ModelMetadata, save_model
 from cxr_anomaly.config import ConfigError, RunConfig, load_yaml, to_yaml
 from cxr_anomaly.data.datamodule import CxrDataModule, PreparedData
-from cxr_anomaly.engine import build_trainer, is_global_zero, resolve_precision
+from cxr_anomaly.engine import BestWeights, build_trainer, is_global_zero, resolve_precision
 from cxr_anomaly.models.base import AnomalyModel
 from cxr_anomaly.models.registry import build_model
 
@@ -124,7 +124,7 @@ def train(
 
 def _metadata(config: RunConfig, result: TrainResult, trainer: L.Trainer) -> ModelMetadata:
     protocol = result.data.protocol
-    return ModelMetadata(
+    metadata = ModelMetadata(
         model=config.model,
         model_params=asdict(result.model.config),
         train=asdict(config.train),
@@ -140,3 +140,9 @@ def _metadata(config: RunConfig, result: TrainResult, trainer: L.Trainer) -> Mod
             "n_train_images": len(result.data.splits.samples("train")),
         },
     )
+    callbacks = getattr(trainer, "callbacks", [])  # set at run time, untyped in Lightning
+    best = next((c for c in callbacks if isinstance(c, BestWeights)), None)
+    if best is not None and best.best_epoch >= 0:
+        metadata.training["best_epoch"] = best.best_epoch
+        metadata.training["best_val_loss"] = round(best.best_loss, 6)
+    return metadata

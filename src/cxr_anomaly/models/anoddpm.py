@@ -10,6 +10,13 @@ reconstruction never depends on which images share the batch.
 Reference ("paper") preset at 64x64: T = 2000, linear schedule, base channels 64, attention at
 resolutions 16 and 8, learning rate 1e-4, depth 200 with every DDPM step. The fast mode walks
 back with strided DDIM steps.
+
+``uncertainty`` (Mao et al., MICCAI 2020, carried over to diffusion) gives the UNet a second
+output channel: the per-pixel log-variance ``s`` of its one-step estimate of the clean image,
+trained with ``mean(exp(-s) (x0 - x0^)^2 + s)`` beside the noise loss (the noise estimate is
+detached there, so the denoiser learns exactly as without it). At test time ``s`` is read at the
+first reverse step (the reconstruction depth) and the score ``uncertainty`` is the mean of
+``exp(-s) (x - x~)^2``: reconstruction error where the model expected to reconstruct well.
 """
 
 from __future__ import annotations
@@ -35,6 +42,14 @@ from cxr_anomaly.models.noise import (
     draw_simplex_fields,
     simplex_noise_from_fields,
     simplex_noise_like,
+)
+from cxr_anomaly.models.uncertainty import (
+    SCORE_NAME as UNCERTAINTY_SCORE,
+)
+from cxr_anomaly.models.uncertainty import (
+    add_uncertainty_score,
+    heteroscedastic_loss,
+    split_logvar,
 )
 
 NOISE_TYPES = ("gaussian", "simplex")
@@ -73,6 +88,7 @@ class AnoDDPMConfig(ModelConfig):
     simplex_frequency: float = 64.0
     inference_bf16: bool = True
     noise_seed: int = 0
+    uncertainty: bool = False
 
     def __post_init__(self) -> None:
         if self.noise not in NOISE_TYPES:
@@ -114,7 +130,7 @@ class AnoDDPM(AnomalyModel):
         self.unet = DiffusionModelUNet(
             spatial_dims=2,
             in_channels=1,
-            out_channels=1,
+            out_channels=2 if config.uncertainty else 1,
             channels=tuple(config.channels),
             attention_levels=tuple(config.attention_levels),
             num_res_blocks=config.num_res_blocks,
@@ -131,7 +147,8 @@ class AnoDDPM(AnomalyModel):
         self.ema = EMA(self.unet, config.ema_decay) if config.ema_decay else None
 
     def own_score_names(self) -> tuple[str, ...]:
-        return ("l1", *(f"l1@{d}" for d in self.cfg.extra_depths))
+        names = ("l1", *(f"l1@{d}" for d in self.cfg.extra_depths))
+        return (*names, UNCERTAINTY_SCORE) if self.cfg.uncertainty else names
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.unet.parameters(), lr=self.cfg.lr, weight_decay=0.0)
@@ -176,10 +193,29 @@ class AnoDDPM(AnomalyModel):
         high = self.cfg.depth if self.cfg.train_below_depth else self.cfg.timesteps
         t = torch.randint(0, high, (x0.shape[0],), device=x0.device)
         noise = self._training_noise(x0, t)
-        x_t = self.scheduler.add_noise(original_samples=x0, noise=noise, timesteps=t)
-        loss = F.mse_loss(self.unet(x_t, timesteps=t).float(), noise.float())
+        loss = self._loss(self.unet, x0, noise, t)
         self.log("train/loss", loss.detach(), prog_bar=True)
         return loss
+
+    def _loss(
+        self, net: torch.nn.Module, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        """Noise MSE, plus the uncertainty head's likelihood of the one-step x0 estimate."""
+        x_t = self.scheduler.add_noise(original_samples=x0, noise=noise, timesteps=t)
+        out = net(x_t, timesteps=t).float()
+        loss = F.mse_loss(out[:, :1], noise.float())
+        if self.cfg.uncertainty:
+            logvar = split_logvar(out)[1]
+            assert logvar is not None
+            x0_hat = self._predict_x0(out[:, :1].detach(), t, x_t.float())
+            loss = loss + heteroscedastic_loss(x0.float() - x0_hat, logvar)
+        return loss
+
+    def _predict_x0(self, eps: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        """Per-image one-step estimate of x0 (clipped to [-1, 1]) at timesteps ``t``."""
+        alpha_bar = self.scheduler.alphas_cumprod.to(x_t.device)[t].view(-1, 1, 1, 1)
+        x0 = (x_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+        return x0.clamp(-1, 1)
 
     def update_ema(self) -> None:
         if self.ema is not None:
@@ -193,8 +229,7 @@ class AnoDDPM(AnomalyModel):
         generator = torch.Generator(device=x0.device).manual_seed(batch_idx)
         t = torch.linspace(0, high - 1, x0.shape[0], device=x0.device).long()
         noise = torch.randn(x0.shape, generator=generator, device=x0.device)
-        x_t = self.scheduler.add_noise(original_samples=x0, noise=noise, timesteps=t)
-        loss = F.mse_loss(net(x_t, timesteps=t).float(), noise)
+        loss = self._loss(net, x0, noise, t)
         self.log("val_loss", loss, prog_bar=True, sync_dist=True)
 
     # -- inference --------------------------------------------------------------------------------
@@ -212,13 +247,23 @@ class AnoDDPM(AnomalyModel):
 
     def reconstruct_at(self, x: torch.Tensor, depth: int) -> torch.Tensor:
         """Partial-diffusion reconstruction of ``x`` (in [0, 1]) from ``depth``; in [0, 1]."""
+        return self._reconstruct(x, depth)[0]
+
+    def _reconstruct(self, x: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The reconstruction from ``depth`` and, with ``uncertainty``, the log-variance that
+        the network predicted at the first reverse step."""
         net = self.test_unet()
         x = self.prepare_input(x)
+        first_logvar: list[torch.Tensor] = []
 
         def denoise(sample: torch.Tensor, t: int) -> torch.Tensor:
             steps = torch.full((sample.shape[0],), t, device=sample.device, dtype=torch.long)
             with self._autocast(sample.device):
-                return net(sample, timesteps=steps).float()
+                out = net(sample, timesteps=steps).float()
+            logvar = split_logvar(out)[1]
+            if logvar is not None and not first_logvar:
+                first_logvar.append(logvar)
+            return out[:, :1]
 
         recon = partial_diffusion(
             self.scheduler,
@@ -230,11 +275,14 @@ class AnoDDPM(AnomalyModel):
             stride=self.cfg.stride,
             eta=self.cfg.eta,
         )
-        return self.to_unit(recon)
+        return self.to_unit(recon), (first_logvar[0] if first_logvar else None)
 
     def _infer(self, x: torch.Tensor) -> Inference:
-        recon = self.reconstruct_at(x, self.cfg.depth)
+        recon, logvar = self._reconstruct(x, self.cfg.depth)
         result = self.reconstruction_inference(x, recon)
+        if logvar is not None:
+            error = self.to_signed(self.prepare_input(x)) - self.to_signed(recon)
+            add_uncertainty_score(result, error, logvar)
         for depth in self.cfg.extra_depths:
             amap = scoring.l1_map(x, self.reconstruct_at(x, depth))
             result.maps[f"l1@{depth}"] = amap
