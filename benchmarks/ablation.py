@@ -154,6 +154,8 @@ def summarise(
             "scores": scores,
             "auroc_ci_seed0": entries[0]["image"]["auroc_ci"],
             "epochs": entries[0]["training"]["epochs"],
+            "epochs_per_seed": [e["training"]["epochs"] for e in entries],
+            "best_epoch_per_seed": [e["training"].get("best_epoch") for e in entries],
             "train_seconds": _mean_sd([e["training"]["seconds"] for e in entries]),
             "scoring_images_per_s": _mean_sd([e["images_per_second"] for e in entries]),
             "histogram_auroc": first["baselines"].get("histogram", {}).get("auroc"),
@@ -202,32 +204,54 @@ def table(summary: dict[str, Any]) -> str:
 
 
 def markdown(summary: dict[str, Any]) -> str:
-    """The ablation as a Markdown table (for the README): each variant's default score."""
+    """The ablation as Markdown (for the README): the protocol, then each variant's default
+    score (mean ± sd over seeds, seed-0 interval), epochs run (and the best normal-validation
+    epoch kept, where chosen) per seed."""
+    n = len(summary["seeds"])
     lines = [
-        "| variant | change | score | AUROC [95% CI] | Δ vs parent | epochs | train s |",
-        "|---|---|---|---|---|---|---|",
+        f"Data: {summary['data']}; protocol {summary['protocol']}; split {summary['split']} "
+        f"({summary['split_note']}); {summary['size']}x{summary['size']}; seeds "
+        f"{', '.join(map(str, summary['seeds']))}.",
+        "",
+        f"| variant | change | score | AUROC (mean ± sd, {n} seed{'s' if n > 1 else ''}) | "
+        "seed-0 95% CI | "
+        "Δ vs parent | epochs (best) per seed | train s (mean) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, row in summary["variants"].items():
         score = row["default_score"]
         ci, delta = row["auroc_ci_seed0"], row["delta_vs_parent"]
-        l1 = row["scores"].get("l1") if score != "l1" else None
-        l1_text = f" (l1: {l1['auroc'][0]:.3f})" if l1 else ""
-        delta_text = "—" if delta is None else f"{delta:+.3f}"
+        auroc = row["scores"][score]["auroc"]
+        others = ", ".join(
+            f"{other}: {values['auroc'][0]:.3f}"
+            for other, values in row["scores"].items()
+            if other != score
+            and (other in ("l1", "uncertainty", "fused") or other.startswith("l1@"))
+        )
+        epochs = ", ".join(
+            f"{e}" + (f" ({b})" if b is not None else "")
+            for e, b in zip(
+                row.get("epochs_per_seed", [row["epochs"]]),
+                row.get("best_epoch_per_seed", [None]),
+                strict=False,
+            )
+        )
         lines.append(
-            f"| {name} | {row['change']} | {score} | {row['scores'][score]['auroc'][0]:.3f} "
-            f"[{ci[0]:.3f}, {ci[1]:.3f}]{l1_text} | {delta_text} | {row['epochs']} | "
+            f"| {name} | {row['change']} | {score} | {auroc[0]:.3f} ± {auroc[1]:.3f}"
+            f"{f' ({others})' if others else ''} | [{ci[0]:.3f}, {ci[1]:.3f}] | "
+            f"{'—' if delta is None else f'{delta:+.3f}'} | {epochs} | "
             f"{row['train_seconds'][0]:.0f} |"
         )
     first = next(iter(summary["variants"].values()))
     lines.append(
         f"| histogram (trivial) | global intensity histogram | L1 to mean | "
-        f"{first['histogram_auroc']:.3f} | — | — | — |"
+        f"{first['histogram_auroc']:.3f} | — | — | — | — |"
     )
     for name, row in summary["fusions"].items():
         ci = row["auroc_ci_seed0"]
         lines.append(
-            f"| fusion {name} | mean of z-scores | mean z | {row['auroc'][0]:.3f} "
-            f"[{ci[0]:.3f}, {ci[1]:.3f}] | — | — | — |"
+            f"| fusion {name} | mean of z-scores | mean z | {row['auroc'][0]:.3f} ± "
+            f"{row['auroc'][1]:.3f} | [{ci[0]:.3f}, {ci[1]:.3f}] | — | — | — |"
         )
     return "\n".join(lines)
 

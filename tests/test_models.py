@@ -11,8 +11,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import cxr_anomaly
 from cxr_anomaly.checkpoint import load_weights, read_metadata
-from cxr_anomaly.config import BUILTIN_MODELS, ConfigError, TrainConfig
+from cxr_anomaly.config import (
+    BUILTIN_MODELS,
+    ConfigError,
+    DataConfig,
+    TrainConfig,
+    build_run_config,
+    load_preset,
+)
 from cxr_anomaly.engine import BestWeights
 from cxr_anomaly.models.registry import build_model, model_names
 from cxr_anomaly.training import train
@@ -230,3 +238,29 @@ def test_best_weights_returns_to_the_best_epoch_and_survives_a_checkpoint() -> N
     restored.on_train_end(trainer, module)  # type: ignore[arg-type]
     assert restored.best_epoch == 1
     torch.testing.assert_close(module.weight, snapshots[1])
+
+
+def test_max_time_stops_training(tmp_path: Path) -> None:
+    config = tiny_run("vaegan", tmp_path / "cache", epochs=100_000, max_time="00:00:00:02")
+    run = train(config, tmp_path / "run", progress=False)
+    assert run.epochs < 100_000
+    assert read_metadata(tmp_path / "run").training["seconds"] < 30
+
+
+BUNDLED_PRESETS = sorted(
+    (path.name.rsplit("-", 1)[0], path.stem.rsplit("-", 1)[1])
+    for path in (Path(cxr_anomaly.__file__).parent / "configs").glob("*.yaml")
+)
+
+
+def test_every_model_has_quick_and_paper_presets() -> None:
+    for name in BUILTIN_MODELS:
+        assert (name, "quick") in BUNDLED_PRESETS and (name, "paper") in BUNDLED_PRESETS
+
+
+@pytest.mark.parametrize(("name", "preset"), BUNDLED_PRESETS)
+def test_every_bundled_preset_builds_its_model(name: str, preset: str) -> None:
+    config = build_run_config(name, preset, DataConfig(spec="synthetic:", size=64))
+    model = build_model(config.model, config.model_params, config.train)
+    for key, value in load_preset(name, preset).get("model_params", {}).items():
+        assert getattr(model.config, key) == (tuple(value) if isinstance(value, list) else value)

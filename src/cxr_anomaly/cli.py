@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train one model on normal images")
     train.add_argument("model", help=f"model name: {', '.join(BUILTIN_MODELS)}")
     train.add_argument("--out", required=True, help="run folder to create")
-    train.add_argument("--preset", default="quick", help="quick | paper | a YAML file")
+    train.add_argument("--preset", default="quick", help="quick | long | paper | a YAML file")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
     train.add_argument("--epochs", type=int, help="override the preset's max_epochs")
     train.add_argument("--batch-size", type=int, help="override the preset's batch size")
@@ -398,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
             )
         sub.add_argument("--out", default=f"runs/{name}", help="output folder")
         sub.add_argument(
-            "--preset", help="quick | paper | a YAML file (default: quick; paper with --reference)"
+            "--preset",
+            help="quick | long | paper | a YAML file (default: quick; paper with --reference)",
         )
         sub.add_argument(
             "--reference",

@@ -20,7 +20,7 @@ import yaml
 
 T = TypeVar("T")
 
-PRESET_NAMES = ("quick", "paper")
+PRESET_NAMES = ("quick", "long", "paper")
 # The built-in models (the registry may hold more); listed here so the CLI starts fast.
 BUILTIN_MODELS = ("bigan", "vaegan", "anoddpm-gaussian", "anoddpm-simplex", "anatpaste")
 

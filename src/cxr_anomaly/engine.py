@@ -7,18 +7,19 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from cxr_anomaly.config import TrainConfig
 
 log = logging.getLogger(__name__)
+CallbackT = TypeVar("CallbackT", bound=Callback)
 
 
 def cpu_has_bf16() -> bool:
@@ -120,6 +121,12 @@ class BestWeights(Callback):
         self.weights = state_dict["weights"]
 
 
+def find_callback(trainer: L.Trainer, kind: type[CallbackT]) -> CallbackT | None:
+    """The trainer's first callback of type ``kind``, if any."""
+    callbacks = getattr(trainer, "callbacks", [])  # set at run time, untyped in Lightning
+    return next((c for c in callbacks if isinstance(c, kind)), None)
+
+
 def _loggers(run_dir: Path, resume: bool) -> list[Logger]:
     """CSV losses in ``logs/metrics.csv``; a resumed run appends a ``logs/resume-N/`` folder
     instead of overwriting the interrupted run's log."""
@@ -144,9 +151,11 @@ def build_trainer(
     resume: bool = False,
 ) -> L.Trainer:
     """A Trainer for one run: checkpoints for resume under ``run_dir/checkpoints``, CSV logs
-    (and TensorBoard when installed) under ``run_dir/logs``.
+    (and TensorBoard when installed) under ``run_dir/logs``; a ``Timer`` that measures the
+    training time and enforces ``train.max_time``.
     """
     callbacks: list[Callback] = [
+        Timer(duration=train.max_time),
         EpochSeed(train.seed),
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
@@ -176,7 +185,6 @@ def build_trainer(
         strategy=train.strategy,
         precision=precision,  # type: ignore[arg-type]
         max_epochs=train.max_epochs,
-        max_time=train.max_time,
         callbacks=callbacks,
         logger=_loggers(run_dir, resume),
         log_every_n_steps=train.log_every_n_steps,

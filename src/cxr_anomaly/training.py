@@ -20,7 +20,13 @@ from cxr_anomaly.calibration import calibrate
 from cxr_anomaly.checkpoint import ModelMetadata, save_model
 from cxr_anomaly.config import ConfigError, RunConfig, load_yaml, to_yaml
 from cxr_anomaly.data.datamodule import CxrDataModule, PreparedData
-from cxr_anomaly.engine import BestWeights, build_trainer, is_global_zero, resolve_precision
+from cxr_anomaly.engine import (
+    BestWeights,
+    build_trainer,
+    find_callback,
+    is_global_zero,
+    resolve_precision,
+)
 from cxr_anomaly.models.base import AnomalyModel
 from cxr_anomaly.models.registry import build_model
 
@@ -90,7 +96,6 @@ def train(
         progress=progress,
     )
     has_validation = len(data.splits.samples("val_normal")) > 0
-    timer = Timer()
     checkpoint = run_dir / LAST_CHECKPOINT
     ckpt_path = str(checkpoint) if resume and checkpoint.is_file() else None
     trainer = build_trainer(
@@ -98,12 +103,14 @@ def train(
         run_dir,
         has_validation,
         progress,
-        [timer, *(callbacks or [])],
+        callbacks or [],
         resume=ckpt_path is not None,
     )
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    seconds = timer.time_elapsed("train") or time.perf_counter() - start
+    timer = find_callback(trainer, Timer)
+    elapsed = timer.time_elapsed("train") if timer is not None else 0.0
+    seconds = elapsed or time.perf_counter() - start
     result = TrainResult(
         run_dir=run_dir,
         model=model,
@@ -140,8 +147,7 @@ def _metadata(config: RunConfig, result: TrainResult, trainer: L.Trainer) -> Mod
             "n_train_images": len(result.data.splits.samples("train")),
         },
     )
-    callbacks = getattr(trainer, "callbacks", [])  # set at run time, untyped in Lightning
-    best = next((c for c in callbacks if isinstance(c, BestWeights)), None)
+    best = find_callback(trainer, BestWeights)
     if best is not None and best.best_epoch >= 0:
         metadata.training["best_epoch"] = best.best_epoch
         metadata.training["best_val_loss"] = round(best.best_loss, 6)
