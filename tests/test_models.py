@@ -264,3 +264,8 @@ def test_every_bundled_preset_builds_its_model(name: str, preset: str) -> None:
     model = build_model(config.model, config.model_params, config.train)
     for key, value in load_preset(name, preset).get("model_params", {}).items():
         assert getattr(model.config, key) == (tuple(value) if isinstance(value, list) else value)
+
+
+def test_a_missing_preset_names_the_models_presets() -> None:
+    with pytest.raises(ConfigError, match="its presets: paper, quick"):
+        load_preset("anatpaste", "long")

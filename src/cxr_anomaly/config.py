@@ -223,12 +223,16 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 
 def preset_path(model: str, preset: str) -> Path:
-    """The bundled preset file for ``model`` (``quick`` or ``paper``)."""
+    """The bundled preset file for ``model`` (``quick``, ``long`` or ``paper``)."""
     name = f"{model}-{preset}.yaml"
-    resource = resources.files("cxr_anomaly") / "configs" / name
-    path = Path(str(resource))
+    folder = Path(str(resources.files("cxr_anomaly") / "configs"))
+    path = folder / name
     if not path.is_file():
-        raise ConfigError(f"no preset {preset!r} for model {model!r} (looked for {name})")
+        found = sorted(p.stem.removeprefix(f"{model}-") for p in folder.glob(f"{model}-*.yaml"))
+        raise ConfigError(
+            f"no preset {preset!r} for model {model!r} (looked for {name}); "
+            f"its presets: {', '.join(found) or 'none'}"
+        )
     return path
 
 
