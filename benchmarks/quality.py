@@ -248,8 +248,9 @@ def table(summary: dict[str, Any]) -> str:
 def markdown(summary: dict[str, Any]) -> str:
     """The aggregated results as a Markdown table (for the README): default scores only."""
     seeds = summary["seeds"]
+    n_seeds = f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
     lines = [
-        f"| model | score | AUROC mean ± sd ({len(seeds)} seeds) | AUROC 95% CI, seed {seeds[0]} "
+        f"| model | score | AUROC mean ± sd ({n_seeds}) | AUROC 95% CI, seed {seeds[0]} "
         "| AP mean ± sd | epochs | train s (mean) | scoring images/s |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -363,7 +364,9 @@ def main(argv: list[str] | None = None) -> int:
             )
     for split, per_seed in per_split.items():
         summary = aggregate(per_seed)
-        summary["ensembles"] = ensembles(out, split, seeds, list(summary["models"]))
+        # An ensemble (and its members' disagreement) needs at least two seeds.
+        if len(seeds) > 1:
+            summary["ensembles"] = ensembles(out, split, seeds, list(summary["models"]))
         summary["fusions"] = named_fusions(
             out, data, split, seeds, [f for f in args.fusions.split(",") if f]
         )
