@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
 from monai.networks.schedulers import DDPMScheduler
 
+import cxr_anomaly.models.anoddpm as anoddpm_module
+from cxr_anomaly.config import TrainConfig
 from cxr_anomaly.models.diffusion import (
     ddim_step,
     ddpm_step,
@@ -15,6 +18,8 @@ from cxr_anomaly.models.diffusion import (
     predict_x0,
     strided_timesteps,
 )
+from cxr_anomaly.models.registry import build_model
+from tiny import TINY_PARAMS
 
 
 @pytest.fixture
@@ -102,3 +107,28 @@ def test_partial_diffusion_rejects_an_unknown_sampler() -> None:
         partial_diffusion(
             scheduler, lambda s, t: s, torch.zeros(1, 1, 2, 2), 3, lambda s, t: torch.zeros(s), "x"
         )
+
+
+@pytest.mark.parametrize(
+    ("name", "simplex_calls"), [("anoddpm-gaussian", 0), ("anoddpm-simplex", 1)]
+)
+def test_the_validation_loss_uses_the_models_own_noise(
+    name: str, simplex_calls: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = build_model(name, TINY_PARAMS[name], TrainConfig(precision="32-true"))
+    calls: list[int] = []
+    real = anoddpm_module.simplex_noise_like
+
+    def counting(*args: Any, **kwargs: Any) -> torch.Tensor:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(anoddpm_module, "simplex_noise_like", counting)
+    logged: dict[str, torch.Tensor] = {}
+    monkeypatch.setattr(model, "log", lambda key, value, **_: logged.__setitem__(key, value))
+    batch = [torch.rand(4, 1, 32, 32), torch.arange(4)]
+    model.validation_step(batch, 0)
+    first = logged["val_loss"]
+    model.validation_step(batch, 0)
+    assert len(calls) == 2 * simplex_calls
+    torch.testing.assert_close(logged["val_loss"], first)  # the same batch, the same loss

@@ -222,13 +222,17 @@ class AnoDDPM(AnomalyModel):
             self.ema.update(self.unet)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        """Noise-prediction loss of the test-time network at fixed, evenly spread timesteps."""
+        """The training loss of the test-time network at fixed, evenly spread timesteps, with
+        the model's own kind of noise drawn from a generator seeded by the batch index."""
         x0 = self.to_signed(self.batch_images(batch))
         net = self.test_unet()
         high = self.cfg.depth if self.cfg.train_below_depth else self.cfg.timesteps
         generator = torch.Generator(device=x0.device).manual_seed(batch_idx)
         t = torch.linspace(0, high - 1, x0.shape[0], device=x0.device).long()
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+        if self.cfg.noise == "gaussian":
+            noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+        else:
+            noise = simplex_noise_like(x0.float(), t, generator, self.cfg.simplex)
         loss = self._loss(net, x0, noise, t)
         self.log("val_loss", loss, prog_bar=True, sync_dist=True)
 
