@@ -19,6 +19,7 @@ from cxr_anomaly.models.diffusion import (
     strided_timesteps,
 )
 from cxr_anomaly.models.registry import build_model
+from cxr_anomaly.scoring import lowpass_l1_map
 from tiny import TINY_PARAMS
 
 
@@ -132,3 +133,41 @@ def test_the_validation_loss_uses_the_models_own_noise(
     model.validation_step(batch, 0)
     assert len(calls) == 2 * simplex_calls
     torch.testing.assert_close(logged["val_loss"], first)  # the same batch, the same loss
+
+
+def test_lowpass_error_ignores_fine_texture_and_keeps_coarse_changes() -> None:
+    x = torch.zeros(1, 1, 32, 32)
+    checkerboard = (torch.arange(32).view(-1, 1) + torch.arange(32)).remainder(2).float() * 0.2
+    texture = lowpass_l1_map(x, x + checkerboard.view(1, 1, 32, 32), sigma=2.0)
+    blob = torch.zeros_like(x)
+    blob[..., 8:24, 8:24] = 0.2
+    coarse = lowpass_l1_map(x, x + blob, sigma=2.0)
+    # The checkerboard's mean (0.1) survives the blur everywhere; its pixel-level swing does not.
+    assert texture.std() < 0.002
+    assert coarse[..., 16, 16].item() == pytest.approx(0.2, abs=1e-3)
+    assert coarse[..., 2, 2].item() < 1e-3
+
+
+def test_anoddpm_lowpass_scores_blur_each_depths_error() -> None:
+    params = {**TINY_PARAMS["anoddpm-gaussian"], "extra_depths": [4], "lowpass_sigma": 2.0}
+    model = build_model("anoddpm-gaussian", params, TrainConfig()).eval()
+    x = torch.rand(2, 1, 32, 32)
+    result = model.infer(x)
+    assert {"lowpass", "lowpass@4"} <= set(result.scores)
+    sigma = 2.0 * 32 / 64  # given at 64x64, scaled to the model's image size
+    torch.testing.assert_close(
+        result.maps["lowpass"], lowpass_l1_map(x, result.reconstruction, sigma)
+    )
+    torch.testing.assert_close(
+        result.maps["lowpass@4"], lowpass_l1_map(x, model.reconstruct_at(x, 4), sigma)
+    )
+    torch.testing.assert_close(result.scores["lowpass"], result.maps["lowpass"].mean((1, 2, 3)))
+
+
+def test_anoddpm_without_lowpass_has_no_lowpass_score_and_rejects_negative_sigma() -> None:
+    assert (
+        "lowpass"
+        not in build_model("anoddpm-gaussian", TINY_PARAMS["anoddpm-gaussian"]).score_names()
+    )
+    with pytest.raises(ValueError, match="lowpass_sigma"):
+        build_model("anoddpm-gaussian", {**TINY_PARAMS["anoddpm-gaussian"], "lowpass_sigma": -1.0})

@@ -22,6 +22,14 @@ def squared_map(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     return (x - reconstruction).square()
 
 
+def lowpass_l1_map(x: torch.Tensor, reconstruction: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Absolute error between image and reconstruction, both Gaussian-blurred (N, 1, H, W).
+
+    Detail finer than ``sigma`` that a reconstruction cannot copy (noise-level texture) averages
+    out, and what is left is the error at the scale of the anomalies."""
+    return smooth(x - reconstruction, sigma).abs()
+
+
 def gaussian_kernel(sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """A normalised 1-D Gaussian kernel reaching 3 sigma each side."""
     radius = max(1, math.ceil(3 * sigma))

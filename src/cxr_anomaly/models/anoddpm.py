@@ -62,6 +62,12 @@ class AnoDDPMConfig(ModelConfig):
     ``depth`` is the reconstruction depth of the ``l1`` score; each of ``extra_depths`` adds a
     score ``l1@<depth>``, and ``fuse: [l1, l1@100, ...]`` averages them z-normalised (the
     reference's multi-depth "detection" mode, made comparable across depths).
+
+    ``lowpass_sigma`` > 0 adds the score ``lowpass`` (and ``lowpass@<depth>`` per extra depth):
+    the L1 error of image and reconstruction both blurred with that sigma (in pixels at 64x64,
+    scaled with the image size). Gaussian noise leaves an image's coarse structure in place
+    and destroys its fine texture, which the reconstruction then invents anew: the plain L1
+    error measures mostly how much texture an image has, the blurred one what the model changed.
     """
 
     image_size: int = 64
@@ -89,6 +95,7 @@ class AnoDDPMConfig(ModelConfig):
     inference_bf16: bool = True
     noise_seed: int = 0
     uncertainty: bool = False
+    lowpass_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         if self.noise not in NOISE_TYPES:
@@ -98,6 +105,8 @@ class AnoDDPMConfig(ModelConfig):
         for depth in (self.depth, *self.extra_depths):
             if not 1 <= depth <= self.timesteps:
                 raise ValueError(f"depth {depth} must be between 1 and timesteps")
+        if self.lowpass_sigma < 0:
+            raise ValueError(f"lowpass_sigma must be >= 0, got {self.lowpass_sigma}")
 
     @property
     def simplex(self) -> SimplexParams:
@@ -147,8 +156,15 @@ class AnoDDPM(AnomalyModel):
         self.ema = EMA(self.unet, config.ema_decay) if config.ema_decay else None
 
     def own_score_names(self) -> tuple[str, ...]:
-        names = ("l1", *(f"l1@{d}" for d in self.cfg.extra_depths))
+        names: tuple[str, ...] = ("l1", *(f"l1@{d}" for d in self.cfg.extra_depths))
+        if self.cfg.lowpass_sigma > 0:
+            names = (*names, "lowpass", *(f"lowpass@{d}" for d in self.cfg.extra_depths))
         return (*names, UNCERTAINTY_SCORE) if self.cfg.uncertainty else names
+
+    @property
+    def lowpass_pixels(self) -> float:
+        """``lowpass_sigma`` at this model's image size."""
+        return self.cfg.lowpass_sigma * self.cfg.image_size / 64
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.unet.parameters(), lr=self.cfg.lr, weight_decay=0.0)
@@ -287,8 +303,19 @@ class AnoDDPM(AnomalyModel):
         if logvar is not None:
             error = self.to_signed(self.prepare_input(x)) - self.to_signed(recon)
             add_uncertainty_score(result, error, logvar)
+        self._add_lowpass(result, "lowpass", x, recon)
         for depth in self.cfg.extra_depths:
-            amap = scoring.l1_map(x, self.reconstruct_at(x, depth))
+            extra = self.reconstruct_at(x, depth)
+            amap = scoring.l1_map(x, extra)
             result.maps[f"l1@{depth}"] = amap
             result.scores[f"l1@{depth}"] = scoring.image_score(amap)
+            self._add_lowpass(result, f"lowpass@{depth}", x, extra)
         return result
+
+    def _add_lowpass(
+        self, result: Inference, name: str, x: torch.Tensor, recon: torch.Tensor
+    ) -> None:
+        if self.cfg.lowpass_sigma > 0:
+            amap = scoring.lowpass_l1_map(x.float(), recon.float(), self.lowpass_pixels)
+            result.maps[name] = amap
+            result.scores[name] = scoring.image_score(amap)
