@@ -157,13 +157,15 @@ def build_trainer(
     callbacks: list[Callback] = [
         Timer(duration=train.max_time),
         EpochSeed(train.seed),
+        # One checkpoint, ``last.ckpt``, rewritten after every epoch. (``save_top_k=0`` with
+        # ``save_last=True`` saves nothing until training ends: Lightning writes ``last`` only
+        # beside a top-k save.)
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
-            filename="epoch{epoch:04d}",
-            auto_insert_metric_name=False,
-            save_last=True,
-            save_top_k=0,
+            filename="last",
+            save_top_k=1,
             every_n_epochs=1,
+            enable_version_counter=False,
         ),
     ]
     if has_validation and train.early_stopping_patience is not None:
