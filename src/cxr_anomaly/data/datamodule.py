@@ -160,6 +160,10 @@ def make_loader(
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,
+        # Its own generator: starting an epoch's iterator draws a worker seed, and drawing it
+        # from torch's global generator would shift the training noise of a resumed run (whose
+        # first iterator starts before the epoch's reseed, see ``engine.EpochSeed``).
+        generator=torch.Generator().manual_seed(shuffle_seed or 0),
         drop_last=shuffle_seed is not None and len(dataset) > batch_size,
         persistent_workers=num_workers > 0,
     )
