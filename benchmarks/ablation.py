@@ -3,10 +3,11 @@
 Each variant of ``benchmarks/ablation.yaml`` is a model with a preset and overrides, and names
 the variant it changes (its parent). For every variant and training seed this runs the project's
 own ``benchmark`` job on one labelled split, then prints one row per variant and score: AUROC and
-AP (mean ± sd over seeds, seed-0 95% patient-bootstrap interval), training time, and the change
-in AUROC against the parent. Fusions listed in the file combine variants' z-scores (each
-z-normalised on the normal validation images) with the trivial histogram detector where asked,
-said openly in the row's name.
+AP (mean ± sd over seeds, the first seed's 95% patient-bootstrap interval), training time, and
+the change in AUROC against the parent. Fusions listed in the file combine variants' z-scores
+(each z-normalised on the normal validation images) with the trivial histogram detector where
+asked, said openly in the row's name. With several seeds, each variant's seed ensemble (mean
+z-score) and its members' disagreement (their standard deviation) get rows of their own.
 
     python benchmarks/ablation.py --split val --seeds 0            # choose (labelled val split)
     python benchmarks/ablation.py --split test --seeds 0,1,2       # measure the choice once
@@ -33,7 +34,7 @@ from cxr_anomaly import metrics
 from cxr_anomaly.config import DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.evaluation import ScoringOptions
-from cxr_anomaly.fusion import fuse, zscores
+from cxr_anomaly.fusion import disagreement, fuse, zscores
 from cxr_anomaly.pipeline import BenchmarkOptions, histogram_scores, run_benchmark
 
 HERE = Path(__file__).resolve().parent
@@ -130,6 +131,30 @@ def fusion_rows(
     }
 
 
+def seed_ensembles(
+    variants: dict[str, dict[str, Any]], seeds: list[int], out: Path, runs_root: Path
+) -> dict[str, Any]:
+    """For each variant trained with several seeds: the seed ensemble (mean of the members'
+    z-scores) and the members' disagreement (their standard deviation) as scores of their own."""
+    found: dict[str, Any] = {}
+    if len(seeds) < 2:
+        return found
+    for name, variant in variants.items():
+        scored = [_scores(variant, seed, out, runs_root) for seed in seeds]
+        labels, _, groups = scored[0]
+        if any(not np.array_equal(other[2], groups) for other in scored[1:]):
+            raise ValueError(f"the seeds of {name} were scored on different images")
+        members = [z for _, z, _ in scored]
+        for kind, values in (("ensemble", fuse(members)), ("disagreement", disagreement(members))):
+            result = metrics.image_metrics(labels, values, groups, None, n_boot=500)
+            found[f"{name} {kind} of {len(seeds)} seeds"] = {
+                "auroc": result.auroc,
+                "auroc_ci": list(result.auroc_ci),
+                "ap": result.ap,
+            }
+    return found
+
+
 def summarise(
     variants: dict[str, dict[str, Any]], per_seed: dict[str, dict[int, dict[str, Any]]]
 ) -> dict[str, Any]:
@@ -171,12 +196,15 @@ def summarise(
 
 def table(summary: dict[str, Any]) -> str:
     """The ablation as text: a row per variant (its default score), then the fusions."""
+    first_seed = summary["seeds"][0]
+    names = [*summary["variants"], *(f"fusion {n}" for n in summary["fusions"])]
+    w = max(34, *(len(n) for n in [*names, *summary.get("ensembles", {})]))
     lines = [
         f"data: {summary['data']}; protocol: {summary['protocol']}",
         f"split: {summary['split']} (patient-level; {summary['split_note']}); image size "
         f"{summary['size']}; seeds {summary['seeds']}",
-        f"{'variant':<34} {'score':<12} {'AUROC mean±sd':<14} {'AP mean±sd':<14} "
-        f"{'seed-0 95% CI':<16} {'Δ parent':>8} {'epochs':>6} {'train s':>7}",
+        f"{'variant':<{w}} {'score':<12} {'AUROC mean±sd':<14} {'AP mean±sd':<14} "
+        f"{f'seed-{first_seed} 95% CI':<16} {'Δ parent':>8} {'epochs':>6} {'train s':>7}",
     ]
     for name, row in summary["variants"].items():
         for score, values in row["scores"].items():
@@ -185,28 +213,37 @@ def table(summary: dict[str, Any]) -> str:
             ci = row["auroc_ci_seed0"] if default else None
             delta = row["delta_vs_parent"] if default else None
             lines.append(
-                f"{name:<34} {score + ('*' if default else ''):<12} "
+                f"{name:<{w}} {score + ('*' if default else ''):<12} "
                 f"{auroc[0]:.3f}±{auroc[1]:.3f}    {ap[0]:.3f}±{ap[1]:.3f}    "
                 f"{f'[{ci[0]:.3f}, {ci[1]:.3f}]' if ci else '-':<16} "
                 f"{f'{delta:+.3f}' if delta is not None else '-':>8} {row['epochs']:>6} "
                 f"{row['train_seconds'][0]:>7.0f}"
             )
     first = next(iter(summary["variants"].values()))
-    lines.append(f"{'histogram (trivial detector)':<34} {'-':<12} {first['histogram_auroc']:.3f}")
+    lines.append(f"{'histogram (trivial detector)':<{w}} {'-':<12} {first['histogram_auroc']:.3f}")
     for name, row in summary["fusions"].items():
         ci = row["auroc_ci_seed0"]
         lines.append(
-            f"{'fusion ' + name:<34} {'mean z':<12} {row['auroc'][0]:.3f}±{row['auroc'][1]:.3f}"
+            f"{'fusion ' + name:<{w}} {'mean z':<12} {row['auroc'][0]:.3f}±{row['auroc'][1]:.3f}"
             f"    {row['ap'][0]:.3f}±{row['ap'][1]:.3f}    [{ci[0]:.3f}, {ci[1]:.3f}]"
         )
-    lines.append("* the variant's default score; fusions: mean of z-scores (normal validation)")
+    for name, row in summary.get("ensembles", {}).items():
+        ci = row["auroc_ci"]
+        lines.append(
+            f"{name:<{w}} {'mean z' if 'ensemble' in name else 'sd of z':<12} "
+            f"{row['auroc']:.3f}          {row['ap']:.3f}          [{ci[0]:.3f}, {ci[1]:.3f}]"
+        )
+    lines.append(
+        "* the variant's default score; fusions and seed ensembles: mean of z-scores (normal "
+        "validation); disagreement: their standard deviation over seeds"
+    )
     return "\n".join(lines)
 
 
 def markdown(summary: dict[str, Any]) -> str:
     """The ablation as Markdown (for the README): the protocol, then each variant's default
-    score (mean ± sd over seeds, seed-0 interval), epochs run (and the best normal-validation
-    epoch kept, where chosen) per seed."""
+    score (mean ± sd over seeds, the first seed's interval), epochs run (and the best
+    normal-validation epoch kept, where chosen) per seed."""
     n = len(summary["seeds"])
     lines = [
         f"Data: {summary['data']}; protocol {summary['protocol']}; split {summary['split']} "
@@ -214,7 +251,7 @@ def markdown(summary: dict[str, Any]) -> str:
         f"{', '.join(map(str, summary['seeds']))}.",
         "",
         f"| variant | change | score | AUROC (mean ± sd, {n} seed{'s' if n > 1 else ''}) | "
-        "seed-0 95% CI | "
+        f"seed-{summary['seeds'][0]} 95% CI | "
         "Δ vs parent | epochs (best) per seed | train s (mean) |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -252,6 +289,13 @@ def markdown(summary: dict[str, Any]) -> str:
         lines.append(
             f"| fusion {name} | mean of z-scores | mean z | {row['auroc'][0]:.3f} ± "
             f"{row['auroc'][1]:.3f} | [{ci[0]:.3f}, {ci[1]:.3f}] | — | — | — |"
+        )
+    for name, row in summary.get("ensembles", {}).items():
+        ci = row["auroc_ci"]
+        rule = "mean of z-scores" if "ensemble" in name else "sd of z-scores over seeds"
+        lines.append(
+            f"| {name} | {rule} | {'mean z' if 'ensemble' in name else 'sd z'} | "
+            f"{row['auroc']:.3f} | [{ci[0]:.3f}, {ci[1]:.3f}] | — | — | — |"
         )
     return "\n".join(lines)
 
@@ -322,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": seeds,
         "variants": summarise(variants, per_seed),
         "fusions": fusions,
+        "ensembles": seed_ensembles(variants, seeds, out, Path(args.runs_from or out)),
     }
     print(table(summary))
     (out / f"summary-{args.split}.json").write_text(json.dumps(summary, indent=2))
