@@ -566,3 +566,60 @@ def test_synthetic_identity_follows_the_spec() -> None:
     b = SyntheticSource(parse_synthetic_options("n_train=4,difficulty=0.9"))
     assert a.identity() == SyntheticSource(parse_synthetic_options("n_train=4")).identity()
     assert a.identity() != b.identity()
+
+
+# -- split folders: the dataset's own train / test-dev / test split ----------------------------
+
+
+def _split_tree(root: Path) -> Path:
+    """train/ (normal and abnormal), test-dev/ and test/, patient numbers reused across them."""
+    for split in ("train", "test-dev", "test"):
+        for i in range(10 if split == "train" else 3):
+            _png(root / split / "NORMAL" / f"IM-{i:04d}-0001.png", 10 + i)
+        for i in range(4):
+            _png(root / split / "PNEUMONIA" / f"person{i}_virus_{i}.png", 200 + i)
+    return root
+
+
+def test_split_folders_keep_the_datasets_own_split(tmp_path: Path) -> None:
+    root = _split_tree(tmp_path / "zl")
+    source = FolderSource(root)
+    assert source.split_folders == {"test": "test", "test-dev": "val", "train": "train"}
+    assert source.default_protocol == "official"
+    assert source.protocol_names() == ("official",)
+    result = make_splits(source.samples(), source.protocol(), seed=0)
+    by_split = defaultdict(list)
+    for entry in result.entries:
+        by_split[entry.split].append(entry.sample)
+    # Abnormal train/ images take no part; every other image keeps its folder's split.
+    assert all(s.is_normal for s in by_split["train"] + by_split["val_normal"])
+    assert len(by_split["train"]) + len(by_split["val_normal"]) == 10
+    assert len(by_split["val_normal"]) == 1
+    assert {s.sample_id.split("/")[0] for s in by_split["val"]} == {"test-dev"}
+    assert {s.sample_id.split("/")[0] for s in by_split["test"]} == {"test"}
+    assert len(by_split["val"]) == len(by_split["test"]) == 7
+    # person0 of test-dev/ and person0 of test/ are two patients, kept apart by their folder.
+    patients = {s.patient_id for s in by_split["val"]}
+    assert "test-dev/person0" in patients and "test-dev/IM-0000" in patients
+    assert all(len(splits) == 1 for splits in _patient_splits(result).values())
+
+
+def test_a_class_folder_root_has_no_official_split(tmp_path: Path) -> None:
+    root = _split_tree(tmp_path / "zl")
+    source = FolderSource(root / "train")
+    assert source.split_folders == {}
+    assert source.default_protocol == "holdout"
+    with pytest.raises(SplitError, match="unknown protocol 'official'"):
+        source.protocol("official")
+
+
+def test_zhanglab_official_split(zhanglab_dir: Path) -> None:
+    source = open_source(DataConfig(spec=f"folder:{zhanglab_dir.parent}"))
+    if not (zhanglab_dir.parent / "test-dev").is_dir():
+        pytest.skip("the ZhangLab test-dev folder is not there")
+    result = make_splits(source.samples(), source.protocol(), seed=0)
+    summary = result.summary()
+    assert summary["train"]["NORMAL"]["images"] + summary["val_normal"]["NORMAL"]["images"] == 1341
+    assert summary["val"]["NORMAL"] == {"patients": 112, "images": 114}
+    assert summary["val"]["PNEUMONIA"] == {"patients": 101, "images": 210}
+    assert "PNEUMONIA" not in summary["train"]

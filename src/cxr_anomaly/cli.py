@@ -19,6 +19,7 @@ import yaml
 from cxr_anomaly import __version__
 from cxr_anomaly.config import (
     BUILTIN_MODELS,
+    INTENSITY_MODES,
     ConfigError,
     DataConfig,
     RunConfig,
@@ -71,6 +72,12 @@ def _add_data_args(
     group.add_argument("--cache-dir", help="where preprocessed images are kept")
     group.add_argument("--workers", type=int, default=0, help="processes for preparing images")
     group.add_argument("--no-voi-lut", action="store_true", help="ignore DICOM VOI LUT/windows")
+    group.add_argument(
+        "--intensity",
+        choices=INTENSITY_MODES,
+        default="none",
+        help="per-image intensity standardisation after resizing (default: %(default)s)",
+    )
 
 
 def _data_config(args: argparse.Namespace) -> DataConfig:
@@ -85,6 +92,7 @@ def _data_config(args: argparse.Namespace) -> DataConfig:
         cache_dir=args.cache_dir,
         workers=args.workers,
         apply_voi_lut=not args.no_voi_lut,
+        intensity=args.intensity,
     )
 
 

@@ -21,6 +21,8 @@ import yaml
 T = TypeVar("T")
 
 PRESET_NAMES = ("quick", "long", "paper")
+# The intensity modes of ``data.preprocess`` (kept here so the config needs no numpy import).
+INTENSITY_MODES = ("none", "standardize", "equalize")
 # The built-in models (the registry may hold more); listed here so the CLI starts fast.
 BUILTIN_MODELS = ("bigan", "vaegan", "anoddpm-gaussian", "anoddpm-simplex", "anatpaste")
 
@@ -46,6 +48,10 @@ class DataConfig:
             ``~/.cache/cxr-anomaly``.
         workers: processes used to prepare the cache; 0 means one per CPU core.
         apply_voi_lut: apply the DICOM VOI LUT / window when the file has one.
+        intensity: per-image intensity standardisation after resizing: ``none``,
+            ``standardize`` (mean and spread) or ``equalize`` (histogram equalisation); see
+            :mod:`cxr_anomaly.data.preprocess`. Saved with a trained model, so ``predict`` and
+            ``evaluate`` on other data prepare images the same way.
     """
 
     spec: str = "synthetic"
@@ -58,10 +64,53 @@ class DataConfig:
     cache_dir: str | None = None
     workers: int = 0
     apply_voi_lut: bool = True
+    intensity: str = "none"
 
     def __post_init__(self) -> None:
         if not 32 <= self.size <= 256:
             raise ConfigError(f"data.size must be between 32 and 256, got {self.size}")
+        if self.intensity not in INTENSITY_MODES:
+            raise ConfigError(
+                f"data.intensity must be one of {', '.join(INTENSITY_MODES)}, "
+                f"got {self.intensity!r}"
+            )
+
+
+@dataclass
+class AugmentConfig:
+    """Random changes to training images, per image (see :mod:`cxr_anomaly.augment`).
+
+    Every range is drawn uniformly from 0 (or 1) to the value given; 0 turns a change off.
+
+    Attributes:
+        shift: largest shift along each axis, as a fraction of the image side.
+        rotate: largest rotation, in degrees.
+        scale: largest relative zoom in or out.
+        gamma: gamma drawn log-uniformly in ``[1 / (1 + gamma), 1 + gamma]``.
+        contrast: contrast about the image mean scaled by ``1 +- contrast``.
+        blur: largest Gaussian blur sigma, in pixels of a 64-pixel image.
+        noise: largest standard deviation of added Gaussian noise.
+    """
+
+    shift: float = 0.0
+    rotate: float = 0.0
+    scale: float = 0.0
+    gamma: float = 0.0
+    contrast: float = 0.0
+    blur: float = 0.0
+    noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("shift", "rotate", "scale", "gamma", "contrast", "blur", "noise"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.augment.{name} must not be negative")
+        if self.scale >= 1 or self.contrast >= 1 or self.shift >= 0.5:
+            raise ConfigError("train.augment: scale and contrast must be below 1, shift below 0.5")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any change is drawn."""
+        return any(dataclasses.astuple(self))
 
 
 @dataclass
@@ -87,6 +136,7 @@ class TrainConfig:
             loss (model choice without labels) instead of the last epoch's.
         max_time: wall-clock cap, Lightning's ``DD:HH:MM:SS`` format.
         log_every_n_steps: how often losses are logged.
+        augment: random changes to the training images (none by default).
     """
 
     max_epochs: int = 10
@@ -104,6 +154,7 @@ class TrainConfig:
     restore_best: bool = False
     max_time: str | None = None
     log_every_n_steps: int = 10
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass

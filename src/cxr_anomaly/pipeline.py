@@ -186,7 +186,12 @@ def evaluate_run(
     config = (
         own
         if data_config is None
-        else dataclasses.replace(data_config, size=own.size, apply_voi_lut=own.apply_voi_lut)
+        else dataclasses.replace(
+            data_config,
+            size=own.size,
+            apply_voi_lut=own.apply_voi_lut,
+            intensity=own.intensity,
+        )
     )
     data = PreparedData(config, protocol=external_protocol() if external else None)
     split = "test" if external else options.split

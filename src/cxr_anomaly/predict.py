@@ -115,6 +115,7 @@ class TrainedModel:
         self.model: AnomalyModel = load_weights(self.run_dir, self.metadata)
         data = self.metadata.data_config
         self.size = data.size
+        self.intensity = data.intensity
         self.read_options = ReadOptions(apply_voi_lut=data.apply_voi_lut)
         self.score_name = self.model.config.default_score
         if not self.metadata.calibration:
@@ -134,9 +135,9 @@ class TrainedModel:
     def load(self, item: str | Path | np.ndarray) -> tuple[np.ndarray, str | None]:
         """Preprocess one input exactly as the training data was (raises ImageReadError)."""
         if isinstance(item, np.ndarray):
-            return preprocess(to_grey(item), self.size), None
+            return preprocess(to_grey(item), self.size, self.intensity), None
         loaded = read_image(item, self.read_options)
-        return preprocess(loaded.pixels, self.size), loaded.meta.patient_id
+        return preprocess(loaded.pixels, self.size, self.intensity), loaded.meta.patient_id
 
     def predict(
         self,

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from cxr_anomaly import atomic
 from cxr_anomaly.data.images import ImageReadError, ReadOptions
-from cxr_anomaly.data.preprocess import from_uint16, to_uint16
+from cxr_anomaly.data.preprocess import from_uint16, standardize_intensity, to_uint16
 from cxr_anomaly.data.records import Sample
 from cxr_anomaly.data.sources import DataSource, DataSourceError
 
@@ -93,8 +93,8 @@ def _fingerprint(path: Path | None) -> _Fingerprint | None:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(source: DataSource, size: int, options: ReadOptions) -> None:
-    _WORKER.update(source=source, size=size, options=options)
+def _init_worker(source: DataSource, size: int, options: ReadOptions, intensity: str) -> None:
+    _WORKER.update(source=source, size=size, options=options, intensity=intensity)
 
 
 def _prepare_row(row: int, sample: Sample) -> _RowResult:
@@ -107,7 +107,7 @@ def _prepare_row(row: int, sample: Sample) -> _RowResult:
     except (ImageReadError, DataSourceError, OSError) as err:
         # The fingerprint of a failed file is kept too: it is retried only once it changes.
         return _RowResult(row, None, None, fingerprint, str(err))
-    image = to_uint16(loaded.image)
+    image = to_uint16(standardize_intensity(loaded.image, _WORKER["intensity"]))
     mask = None if loaded.mask is None else np.packbits(loaded.mask.astype(bool), axis=-1)
     return _RowResult(row, image, mask, fingerprint, None)
 
@@ -132,10 +132,12 @@ class ImageCache:
         size: int,
         options: ReadOptions | None = None,
         root: Path | None = None,
+        intensity: str = "none",
     ) -> None:
         self.source = source
         self.size = size
         self.options = options or ReadOptions()
+        self.intensity = intensity
         self.samples = source.samples()
         self.rows = {s.sample_id: i for i, s in enumerate(self.samples)}
         ids_digest = hashlib.sha256("\n".join(self.rows).encode()).hexdigest()
@@ -144,6 +146,7 @@ class ImageCache:
             "source": source.identity(),
             "size": size,
             "read_options": dataclasses.asdict(self.options),
+            **({"intensity": intensity} if intensity != "none" else {}),
             "sample_ids_sha256": ids_digest,
             "n_samples": len(self.samples),
         }
@@ -318,7 +321,7 @@ class ImageCache:
                 tqdm(total=len(todo), desc="prepare", unit="img", disable=not progress)
             )
             results: Iterator[list[_RowResult]]
-            init_args = (self.source, self.size, self.options)
+            init_args = (self.source, self.size, self.options, self.intensity)
             if workers == 1 or len(chunks) == 1:
                 _init_worker(*init_args)
                 results = map(_prepare_chunk, chunks)

@@ -125,7 +125,9 @@ class PreparedData:
         )
         self.read_options = ReadOptions(apply_voi_lut=config.apply_voi_lut)
         root = None if config.cache_dir is None else Path(config.cache_dir).expanduser()
-        self.cache = ImageCache(self.source, config.size, self.read_options, root)
+        self.cache = ImageCache(
+            self.source, config.size, self.read_options, root, intensity=config.intensity
+        )
 
     def _rows(self, split: str) -> np.ndarray:
         return np.array(

@@ -1,6 +1,16 @@
 """Class-per-folder image trees (``NORMAL/``, ``PNEUMONIA/``...), such as the ZhangLab set.
 
-Each sub-folder of the root is a class; its images are found recursively. Patient ids come from
+Two layouts:
+
+* class folders: each sub-folder of the root is a class (``train/NORMAL``...), split by the
+  ``holdout`` protocol;
+* split folders: the root holds ``train/`` and labelled evaluation folders (``test-dev/``,
+  ``val/``, ``test/``), each with class sub-folders, as the ZhangLab download does. The
+  ``official`` protocol keeps that split: the normal images of ``train/`` train (a normal
+  validation share carved out by patient), ``test-dev/`` or ``val/`` is the labelled validation
+  split and ``test/`` the test split; abnormal ``train/`` images are left out.
+
+Images are found recursively. Patient ids come from
 the file name stem through a regex with a ``patient`` group, so that images of one patient stay
 in one split (ZhangLab: ``IM-0115-0001`` and ``IM-0429-0001-0002`` -> ``IM-0115``, ``IM-0429``;
 ``person1_virus_6`` and ``person447_virus_921_1`` -> ``person1``, ``person447``; NIH
@@ -32,6 +42,15 @@ HOLDOUT_DESCRIPTION = (
 )
 
 
+OFFICIAL_DESCRIPTION = (
+    "the dataset's own split: normal images of train/ train (10% of their patients normal "
+    "validation); test-dev/ (or val/) is the labelled validation split, test/ the test split; "
+    "abnormal images of train/ are not used"
+)
+# Split folder name -> split of the ``official`` protocol.
+SPLIT_FOLDERS = {"train": "train", "test-dev": "val", "val": "val", "test": "test"}
+
+
 def holdout_protocol() -> Protocol:
     """Normal-only training with a labelled validation split and a test split, by patient."""
     return Protocol(
@@ -48,10 +67,9 @@ def patient_id_from_stem(stem: str, pattern: re.Pattern[str]) -> str:
 
 
 class FolderSource(DataSource):
-    """A root folder with one sub-folder of images per class."""
+    """A root folder with one sub-folder of images per class, or split folders holding them."""
 
     kind = "folder"
-    default_protocol = "holdout"
 
     def __init__(
         self,
@@ -71,14 +89,28 @@ class FolderSource(DataSource):
             raise DataSourceError("the patient pattern needs a named group (?P<patient>...)")
 
     @cached_property
-    def _samples(self) -> list[Sample]:
-        class_dirs = sorted(p for p in self.root.iterdir() if p.is_dir())
+    def split_folders(self) -> dict[str, str]:
+        """Split folder name -> split, when the root holds ``train/`` with class folders."""
+        train = self.root / "train"
+        if not train.is_dir() or not any(
+            p.is_dir() and p.name.lower() in self.normal_classes for p in train.iterdir()
+        ):
+            return {}
+        return {
+            p.name: SPLIT_FOLDERS[p.name]
+            for p in sorted(self.root.iterdir())
+            if p.is_dir() and p.name in SPLIT_FOLDERS
+        }
+
+    def _class_samples(self, folder: Path, prefix: str) -> list[Sample]:
+        """The images under ``folder``'s class sub-folders; patient ids get ``prefix``."""
+        class_dirs = sorted(p for p in folder.iterdir() if p.is_dir())
         if not class_dirs:
-            raise DataSourceError(f"{self.root}: no class sub-folders (e.g. NORMAL/, PNEUMONIA/)")
+            raise DataSourceError(f"{folder}: no class sub-folders (e.g. NORMAL/, PNEUMONIA/)")
         names = [d.name for d in class_dirs]
         if not any(name.lower() in self.normal_classes for name in names):
             raise DataSourceError(
-                f"{self.root}: none of the class folders {names} is a normal class "
+                f"{folder}: none of the class folders {names} is a normal class "
                 f"({', '.join(self.normal_classes)}); set normal_classes / --normal-class"
             )
         samples: list[Sample] = []
@@ -92,13 +124,27 @@ class FolderSource(DataSource):
             samples.extend(
                 Sample(
                     sample_id=path.relative_to(self.root).as_posix(),
-                    patient_id=patient_id_from_stem(path.stem, self.pattern),
+                    patient_id=prefix + patient_id_from_stem(path.stem, self.pattern),
                     label=label,
                     image_class=class_dir.name,
                     path=path,
                 )
                 for path in files
             )
+        return samples
+
+    @cached_property
+    def _samples(self) -> list[Sample]:
+        if self.split_folders:
+            # Each split folder numbers its patients anew (ZhangLab's ``person101`` of train/
+            # and of test/ are two children), so patient ids are kept apart by folder.
+            samples = [
+                sample
+                for name in self.split_folders
+                for sample in self._class_samples(self.root / name, f"{name}/")
+            ]
+        else:
+            samples = self._class_samples(self.root, "")
         if not samples:
             raise DataSourceError(f"{self.root}: no DICOM, PNG or JPEG images found")
         return samples
@@ -110,11 +156,22 @@ class FolderSource(DataSource):
     def has_masks(self) -> bool:
         return False
 
+    @property
+    def default_protocol(self) -> str:  # type: ignore[override]
+        return "official" if self.split_folders else "holdout"
+
     def protocol_names(self) -> tuple[str, ...]:
-        return ("holdout",)
+        return ("official",) if self.split_folders else ("holdout",)
 
     def build_protocol(self, name: str) -> Protocol:
-        return holdout_protocol()
+        if not self.split_folders:
+            return holdout_protocol()
+        fixed = {}
+        for sample in self.samples():
+            split = self.split_folders[sample.sample_id.split("/", 1)[0]]
+            if split != "train" or sample.is_normal:
+                fixed[sample.sample_id] = split
+        return Protocol("official", OFFICIAL_DESCRIPTION, val_normal=0.1, fixed=fixed)
 
     def identity(self) -> dict[str, Any]:
         return {"kind": self.kind, "root": str(self.root.resolve())}

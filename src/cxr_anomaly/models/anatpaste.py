@@ -278,8 +278,11 @@ class AnatPaste(AnomalyModel):
         return loss, accuracy
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x = self.batch_images(batch)
-        loss, accuracy = self._pasted_loss(x, self.batch_lungs(batch, x, "train"), None)
+        # Lung masks are found on the stored image (cached) and moved with its augmentation.
+        lungs = self.batch_lungs(batch, self.batch_images(batch), "train")
+        x, moved_lungs = self.training_images(batch, lungs)
+        assert moved_lungs is not None
+        loss, accuracy = self._pasted_loss(x, moved_lungs, None)
         self.log_dict({"train/loss": loss.detach(), "train/accuracy": accuracy}, prog_bar=True)
         return loss
 

@@ -205,7 +205,7 @@ class AnoDDPM(AnomalyModel):
     # -- training ---------------------------------------------------------------------------------
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x0 = self.to_signed(self.batch_images(batch))
+        x0 = self.to_signed(self.training_images(batch)[0])
         high = self.cfg.depth if self.cfg.train_below_depth else self.cfg.timesteps
         t = torch.randint(0, high, (x0.shape[0],), device=x0.device)
         noise = self._training_noise(x0, t)

@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 
 from cxr_anomaly import scoring
+from cxr_anomaly.augment import augment
 from cxr_anomaly.config import TrainConfig
 
 
@@ -239,3 +240,10 @@ class AnomalyModel(L.LightningModule, ABC):
         """The image tensor of a data-loader batch (images, indices)."""
         images = batch[0] if isinstance(batch, list | tuple) else batch
         return self.prepare_input(images)
+
+    def training_images(
+        self, batch: Any, masks: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A training batch's images (and ``masks``, moved alike) after ``train.augment``."""
+        x, moved = augment(self.batch_images(batch), self.train_config.augment, masks)
+        return self.prepare_input(x), moved

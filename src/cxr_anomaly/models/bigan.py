@@ -201,7 +201,7 @@ class BiGAN(AnomalyModel):
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_e, opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined]
         nets = self.nets
-        x = self.to_signed(self.batch_images(batch))
+        x = self.to_signed(self.training_images(batch)[0])
         z = torch.randn(x.shape[0], self.cfg.latent_dim, device=x.device)
         ones = torch.ones(x.shape[0], device=x.device)
         zeros = torch.zeros_like(ones)

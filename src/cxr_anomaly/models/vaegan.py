@@ -199,7 +199,7 @@ class VAEGAN(AnomalyModel):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_e, opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined]
-        x = self.to_signed(self.batch_images(batch))
+        x = self.to_signed(self.training_images(batch)[0])
         out = self._losses(x)
         x_tilde, x_prior = out["x_tilde"], out["x_prior"]
         ones = torch.ones(x.shape[0], device=x.device)
