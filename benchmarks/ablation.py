@@ -42,6 +42,7 @@ import yaml
 from cxr_anomaly import metrics
 from cxr_anomaly.config import DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
+from cxr_anomaly.data.splits import split_note
 from cxr_anomaly.evaluation import ScoringOptions
 from cxr_anomaly.fusion import disagreement, fuse, zscores
 from cxr_anomaly.pipeline import BenchmarkOptions, histogram_scores, run_benchmark
@@ -53,15 +54,6 @@ HERE = Path(__file__).resolve().parent
 def _default_data() -> str:
     root = Path(os.environ.get("CXR_DATA_DIR", HERE.parents[1] / "shared/data"))
     return f"folder:{root / 'zhanglab-cxr'}"
-
-
-def split_note(protocol: str, split: str) -> str:
-    """What the scored split is, and whether it was used for choosing."""
-    if split == "val" and protocol == "official":
-        return "test-dev, half of the official test split: labelled validation, used for choosing"
-    if split == "val":
-        return "labelled validation: used for choosing"
-    return "held-out test: never used for choosing"
 
 
 def variant_data(variant: dict[str, Any], data: DataConfig) -> DataConfig:

@@ -6,8 +6,13 @@ split, patient-level bootstrap intervals) and then aggregates: mean and spread o
 AUROC and AP for every model and every score it offers, training time and epochs, and the gap to
 the target. The split is fixed (``--split-seed``) so that seeds vary only the training.
 
-    python benchmarks/quality.py --data folder:../shared/data/zhanglab-cxr/train
-    python benchmarks/quality.py --splits val,test   # choose on val, report test once
+The default data is the ZhangLab root with its ``official`` protocol: the normal images of
+``train/`` train, ``test-dev/`` (half of the official test split) is the labelled ``val`` split,
+used for choosing; every trained model is also measured with the label-free robustness
+yardstick (:mod:`cxr_anomaly.robustness`).
+
+    python benchmarks/quality.py                     # every model on test-dev, 3 seeds
+    python benchmarks/quality.py --data folder:../shared/data/zhanglab-cxr/train --splits val,test
     python benchmarks/quality.py --data rsna:/data/rsna --protocol seed --splits test
 """
 
@@ -28,16 +33,18 @@ from cxr_anomaly import metrics
 from cxr_anomaly.baselines import HistogramDistance
 from cxr_anomaly.config import DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
+from cxr_anomaly.data.splits import split_note
 from cxr_anomaly.evaluation import ScoringOptions
 from cxr_anomaly.fusion import disagreement, fuse, zscores
 from cxr_anomaly.pipeline import DEMO_MODELS, BenchmarkOptions, histogram_scores, run_benchmark
+from cxr_anomaly.robustness import robustness_of_run
 
 TARGET = 0.80
 
 
 def _default_data() -> str:
     root = Path(os.environ.get("CXR_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data"))
-    return f"folder:{root / 'zhanglab-cxr' / 'train'}"
+    return f"folder:{root / 'zhanglab-cxr'}"
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -71,6 +78,11 @@ def aggregate(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
             "train_seconds": _spread([e["training"]["seconds"] for e in entries]),
             "epochs": entries[0]["training"]["epochs"],
             "scoring_images_per_s": _spread([e["images_per_second"] for e in entries]),
+            "robustness": _spread(
+                [r["robustness"][name]["mean |AUROC - 0.5|"] for r in per_seed.values()]
+            )
+            if all(name in r.get("robustness", {}) for r in per_seed.values())
+            else None,
         }
     baselines = {
         name: {
@@ -85,6 +97,7 @@ def aggregate(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
         "data": first["data"],
         "protocol": first["protocol"],
         "split": first["split"],
+        "split_note": split_note(first["protocol"]["name"], first["split"]),
         "split_summary": first["split_summary"],
         "image_size": first["image_size"],
         "preset": first["preset"],
@@ -194,6 +207,17 @@ def only_models(results: dict[str, Any], models: list[str]) -> dict[str, Any]:
     return kept
 
 
+def seed_robustness(seed_dir: Path, models: list[str]) -> dict[str, dict[str, float]]:
+    """The robustness yardstick of each model trained for one seed (kept in robustness.json)."""
+    path = seed_dir / "robustness.json"
+    found = json.loads(path.read_text()) if path.is_file() else {}
+    for model in models:
+        if model not in found:
+            found[model] = robustness_of_run(seed_dir / "runs" / model)
+            path.write_text(json.dumps(found, indent=2))
+    return {model: found[model] for model in models}
+
+
 def _entry(labels: Any, values: np.ndarray, groups: Any) -> dict[str, Any]:
     found = metrics.image_metrics(labels, values, groups, None, n_boot=500)
     return {"auroc": found.auroc, "auroc_ci": list(found.auroc_ci), "ap": found.ap}
@@ -204,11 +228,12 @@ def table(summary: dict[str, Any]) -> str:
     lines = [
         f"data: {summary['data']}",
         f"protocol: {summary['protocol']['name']}: {summary['protocol']['description']}",
-        f"evaluated split: {summary['split']} (patient-level); image size {summary['image_size']};"
+        f"evaluated split: {summary['split']} (patient-level; {summary['split_note']}); "
+        f"image size {summary['image_size']};"
         f" preset {summary['preset']}; training seeds {summary['seeds']}",
         f"{'model':<18} {'score':<10} {'AUROC mean±sd':<15} {'AP mean±sd':<15} "
         f"{'seed-0 AUROC 95% CI':<20} {'epochs':>6} {'train s':>8} {'score img/s':>11} "
-        f"{'vs 0.80':>8}",
+        f"{'vs 0.80':>8} {'robust':>6}",
     ]
     for name, entry in summary["models"].items():
         for score, values in entry["scores"].items():
@@ -223,7 +248,8 @@ def table(summary: dict[str, Any]) -> str:
                 f"{name:<18} {score:<10} {auroc['mean']:.3f}±{auroc['sd']:.3f}    "
                 f"{ap['mean']:.3f}±{ap['sd']:.3f}    {ci_text:<20} {entry['epochs']:>6} "
                 f"{entry['train_seconds']['mean']:>8.0f} "
-                f"{entry['scoring_images_per_s']['mean']:>11.1f} {auroc['mean'] - TARGET:>+8.3f}"
+                f"{entry['scoring_images_per_s']['mean']:>11.1f} {auroc['mean'] - TARGET:>+8.3f} "
+                f"{_robust(entry) if ci else '':>6}"
             )
     for name, entry in summary["baselines"].items():
         ci = entry["auroc_ci"]
@@ -245,14 +271,19 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _robust(entry: dict[str, Any]) -> str:
+    found = entry.get("robustness")
+    return "-" if found is None else f"{found['mean']:.3f}"
+
+
 def markdown(summary: dict[str, Any]) -> str:
     """The aggregated results as a Markdown table (for the README): default scores only."""
     seeds = summary["seeds"]
     n_seeds = f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
     lines = [
         f"| model | score | AUROC mean ± sd ({n_seeds}) | AUROC 95% CI, seed {seeds[0]} "
-        "| AP mean ± sd | epochs | train s (mean) | scoring images/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| AP mean ± sd | epochs | train s (mean) | scoring images/s | robustness |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, entry in summary["models"].items():
         score = entry["default_score"]
@@ -263,7 +294,7 @@ def markdown(summary: dict[str, Any]) -> str:
             f"| {name} | {score} | {auroc['mean']:.3f} ± {auroc['sd']:.3f} | "
             f"[{ci[0]:.3f}, {ci[1]:.3f}] | {ap['mean']:.3f} ± {ap['sd']:.3f} | {entry['epochs']} "
             f"| {entry['train_seconds']['mean']:.0f} "
-            f"| {entry['scoring_images_per_s']['mean']:.1f} |"
+            f"| {entry['scoring_images_per_s']['mean']:.1f} | {_robust(entry)} |"
         )
     for name, entry in summary["baselines"].items():
         ci = entry["auroc_ci"]
@@ -271,21 +302,21 @@ def markdown(summary: dict[str, Any]) -> str:
             f"| {name} ({entry['kind']}, seed {seeds[0]}) | "
             f"{'mean z' if entry['kind'] == 'fusion' else 'L1 to mean histogram'} | "
             f"{entry['auroc']:.3f} | "
-            f"[{ci[0]:.3f}, {ci[1]:.3f}] | {entry['ap']:.3f} | — | — | — |"
+            f"[{ci[0]:.3f}, {ci[1]:.3f}] | {entry['ap']:.3f} | — | — | — | — |"
         )
     for name, entry in summary.get("fusions", {}).items():
         over, ci = entry["auroc_over_seeds"], entry["auroc_ci"]
         lines.append(
             f"| {name} | mean z | {over['mean']:.3f} ± {over['sd']:.3f} | "
             f"[{ci[0]:.3f}, {ci[1]:.3f}] | {entry['ap_over_seeds']['mean']:.3f} ± "
-            f"{entry['ap_over_seeds']['sd']:.3f} | — | — | — |"
+            f"{entry['ap_over_seeds']['sd']:.3f} | — | — | — | — |"
         )
     for name, entry in summary.get("ensembles", {}).items():
         ci = entry["auroc_ci"]
         rule = "sd of z" if "disagreement" in name else "mean z"
         lines.append(
             f"| {name} | {rule} | {entry['auroc']:.3f} | [{ci[0]:.3f}, {ci[1]:.3f}] | "
-            f"{entry['ap']:.3f} | — | — | — |"
+            f"{entry['ap']:.3f} | — | — | — | — |"
         )
     return "\n".join(lines)
 
@@ -302,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--intensity", default="none", help="per-image intensity standardisation")
     parser.add_argument("--models", default=",".join(DEMO_MODELS))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--preset", default="quick")
@@ -326,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         size=args.size,
         split_seed=args.split_seed,
         cache_dir=args.cache_dir,
+        intensity=args.intensity,
     )
     splits = args.splits.split(",")
     models = args.models.split(",")
@@ -336,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
             split_dir = out / f"seed{seed}" / split
             if args.aggregate_only:
                 found = json.loads((split_dir / "results.json").read_text())
+                kept = out / f"seed{seed}" / "robustness.json"
+                if kept.is_file():
+                    found["robustness"] = json.loads(kept.read_text())
                 per_split[split][seed] = only_models(found, models)
                 continue
             overrides: dict[str, Any] = {"seed": seed}
@@ -356,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             results = run_benchmark(options)
             if results is None:
                 return 0
+            results["robustness"] = seed_robustness(out / f"seed{seed}", models)
             per_split[split][seed] = results
             print(
                 f"seed {seed} {split} done: "

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from cxr_anomaly.augment import augment
 from cxr_anomaly.config import AugmentConfig, ConfigError, TrainConfig, from_dict
 from cxr_anomaly.data.phantoms import make_phantom
+from cxr_anomaly.training import train
+from tiny import MODEL_NAMES, tiny_run
 
 MILD = AugmentConfig(
     shift=0.05, rotate=5.0, scale=0.05, gamma=0.25, contrast=0.15, blur=0.5, noise=0.01
@@ -76,3 +81,23 @@ def test_the_config_refuses_impossible_ranges() -> None:
     with pytest.raises(ConfigError, match=r"augment\.bogus"):
         from_dict(TrainConfig, {"augment": {"bogus": 1}})
     assert from_dict(TrainConfig, {"augment": {"gamma": 0.2}}).augment.gamma == 0.2
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_model_trains_on_augmented_images_reproducibly(name: str, tmp_path: Path) -> None:
+    def weights(run: str, augment: AugmentConfig) -> dict[str, torch.Tensor]:
+        config = tiny_run(name, tmp_path / "cache")
+        config.train.augment = augment
+        train(config, tmp_path / run, progress=False)
+        return load_file(tmp_path / run / "model.safetensors")
+
+    plain, first, again = weights("plain", AugmentConfig()), weights("a", MILD), weights("b", MILD)
+    assert first.keys() == plain.keys()
+    # The same seed draws the same augmentations; without them the weights end elsewhere.
+    for key in first:
+        torch.testing.assert_close(first[key], again[key], rtol=0, atol=0, msg=key)
+    changed = [
+        k for k in first if first[k].is_floating_point() and not torch.equal(first[k], plain[k])
+    ]
+    assert len(changed) > len(first) // 2
+    assert all(bool(torch.isfinite(v).all()) for v in first.values() if v.is_floating_point())

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from cxr_anomaly.config import ConfigError, DataConfig
 from cxr_anomaly.data.cache import ImageCache
@@ -50,7 +51,7 @@ def test_equalize_gives_a_flat_histogram_and_ignores_gamma(image: np.ndarray) ->
     assert np.all(np.diff(flat_out[order]) >= 0)
 
 
-@pytest.mark.parametrize("mode", ["standardize", "equalize"])
+@pytest.mark.parametrize("mode", ["standardize", "equalize", "local"])
 def test_a_flat_image_becomes_mid_grey(mode: str) -> None:
     np.testing.assert_array_equal(
         standardize_intensity(np.full((8, 8), 0.3, np.float32), mode), 0.5
@@ -84,3 +85,15 @@ def test_the_cache_stores_standardised_images_under_their_own_key(tmp_path: Path
         raw = np.asarray(Image.open(sample.path), np.float32) / 255
         np.testing.assert_allclose(images[row], preprocess(raw, 32, "standardize"), atol=1 / 65535)
     assert not np.allclose(images, caches["none"].images(range(3)))
+
+
+def test_local_takes_away_slow_brightness_changes_and_keeps_texture(image: np.ndarray) -> None:
+    out = standardize_intensity(image, "local")
+    assert out.dtype == np.float32 and out.min() >= 0.0 and out.max() <= 1.0
+    # A brightness ramp across the whole image (uneven exposure) barely changes the result...
+    ramp = np.linspace(0.0, 0.15, image.shape[1], dtype=np.float32)[None, :]
+    shifted = standardize_intensity(np.clip(image * 0.8 + ramp, 0, 1), "local")
+    assert np.abs(shifted - out).mean() < 0.03
+    # ...while the phantom's texture (ribs, vessels) is still there: blurring it is visible.
+    blurred = standardize_intensity(ndimage.gaussian_filter(image, 1.5), "local")
+    assert np.abs(blurred - out).mean() > 3 * np.abs(shifted - out).mean()

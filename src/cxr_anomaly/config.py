@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 PRESET_NAMES = ("quick", "long", "paper")
 # The intensity modes of ``data.preprocess`` (kept here so the config needs no numpy import).
-INTENSITY_MODES = ("none", "standardize", "equalize")
+INTENSITY_MODES = ("none", "standardize", "equalize", "local")
 # The built-in models (the registry may hold more); listed here so the CLI starts fast.
 BUILTIN_MODELS = ("bigan", "vaegan", "anoddpm-gaussian", "anoddpm-simplex", "anatpaste")
 
@@ -49,7 +49,8 @@ class DataConfig:
         workers: processes used to prepare the cache; 0 means one per CPU core.
         apply_voi_lut: apply the DICOM VOI LUT / window when the file has one.
         intensity: per-image intensity standardisation after resizing: ``none``,
-            ``standardize`` (mean and spread) or ``equalize`` (histogram equalisation); see
+            ``standardize`` (mean and spread), ``equalize`` (histogram equalisation) or
+            ``local`` (local contrast normalisation); see
             :mod:`cxr_anomaly.data.preprocess`. Saved with a trained model, so ``predict`` and
             ``evaluate`` on other data prepare images the same way.
     """

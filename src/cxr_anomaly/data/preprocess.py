@@ -12,18 +12,27 @@ exposures and exports rather than between anatomies:
 * ``standardize``: each image's mean to 0.5 and its standard deviation to 0.125 (two standard
   deviations either side fill [0, 1]; beyond is clipped),
 * ``equalize``: histogram equalisation, each pixel replaced by its rank in its image (a uniform
-  histogram; ties share their mean rank).
+  histogram; ties share their mean rank),
+* ``local``: local contrast normalisation: each pixel minus the Gaussian-weighted mean of its
+  neighbourhood (sigma 1/16 of the image side), divided by four times the neighbourhood's
+  standard deviation (plus a floor of 0.01, so flat regions are not blown up to noise), around
+  0.5. Brightness that varies slowly across the image (exposure, processing, the overall
+  brightness of the lung fields) is taken away; texture and edges (ribs, vessels, the haze that
+  hides them) are kept.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from cxr_anomaly.config import INTENSITY_MODES
 from cxr_anomaly.data.images import resize_image
 
 LEVELS = 65535
 STANDARD_SPREAD = 0.125
+LOCAL_SIGMA = 1 / 16
+LOCAL_FLOOR = 0.01
 
 
 def to_uint16(pixels: np.ndarray) -> np.ndarray:
@@ -55,6 +64,13 @@ def standardize_intensity(image: np.ndarray, mode: str) -> np.ndarray:
         # The mean rank of each value's pixels, scaled to [0, 1].
         mean_rank = np.cumsum(counts) - (counts + 1) / 2
         return (mean_rank[inverse] / (flat.size - 1)).reshape(image.shape).astype(np.float32)
+    if mode == "local":
+        sigma = LOCAL_SIGMA * image.shape[0]
+        local_mean = ndimage.gaussian_filter(image, sigma, mode="reflect")
+        detail = image - local_mean
+        local_sd = np.sqrt(ndimage.gaussian_filter(detail**2, sigma, mode="reflect"))
+        scaled = 0.5 + detail / (4 * local_sd + LOCAL_FLOOR)
+        return np.clip(scaled, 0.0, 1.0).astype(np.float32)
     raise ValueError(f"unknown intensity mode {mode!r}; choose from {', '.join(INTENSITY_MODES)}")
 
 

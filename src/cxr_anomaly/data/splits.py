@@ -65,6 +65,17 @@ class Protocol:
         return self.fixed is None or sample.sample_id in self.fixed
 
 
+def split_note(protocol: str, split: str) -> str:
+    """What a scored split is, and whether it may be used for choosing, for reports."""
+    if split == "val" and protocol == "official":
+        return "test-dev, half of the official test split: labelled validation, used for choosing"
+    if split == "val":
+        return "labelled validation: used for choosing"
+    if split == "test" and protocol == "external":
+        return "external data: every image is test data"
+    return "held-out test: never used for choosing"
+
+
 def external_protocol() -> Protocol:
     """Every image of the source is test data (external validation of a trained model)."""
     return Protocol(
