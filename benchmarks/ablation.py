@@ -211,6 +211,7 @@ def summarise(
             "train_seconds": _mean_sd([e["training"]["seconds"] for e in entries]),
             "scoring_images_per_s": _mean_sd([e["images_per_second"] for e in entries]),
             "histogram_auroc": first["baselines"].get("histogram", {}).get("auroc"),
+            "sharpness_auroc": first["baselines"].get("sharpness", {}).get("auroc"),
             "data": variant.get("data", {}),
             "robustness": _mean_sd(
                 [r["robustness"]["mean |AUROC - 0.5|"] for r in results.values()]
@@ -257,6 +258,10 @@ def table(summary: dict[str, Any]) -> str:
             )
     first = next(iter(summary["variants"].values()))
     lines.append(f"{'histogram (trivial detector)':<{w}} {'-':<12} {first['histogram_auroc']:.3f}")
+    if first.get("sharpness_auroc") is not None:
+        lines.append(
+            f"{'sharpness (trivial detector)':<{w}} {'-':<12} {first['sharpness_auroc']:.3f}"
+        )
     for name, row in summary["fusions"].items():
         ci = row["auroc_ci_seed0"]
         lines.append(
@@ -325,6 +330,11 @@ def markdown(summary: dict[str, Any]) -> str:
         f"| histogram (trivial) | global intensity histogram | L1 to mean | "
         f"{first['histogram_auroc']:.3f} | — | — | — | — | — |"
     )
+    if first.get("sharpness_auroc") is not None:
+        lines.append(
+            "| sharpness (trivial) | fine-detail energy (mean absolute Laplacian) | distance to "
+            f"normal mean | {first['sharpness_auroc']:.3f} | — | — | — | — | — |"
+        )
     for name, row in summary["fusions"].items():
         ci = row["auroc_ci_seed0"]
         lines.append(

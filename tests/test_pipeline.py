@@ -72,12 +72,13 @@ def test_benchmark_writes_results_figures_and_report(
     assert results["split"] == "test"
     assert results["split_summary"]["test"]["normal"]["images"] == 8
     assert results["baselines"]["histogram"]["kind"] == "trivial"
+    assert results["baselines"]["sharpness"]["kind"] == "trivial"
     fusion = results["baselines"]["fusion"]
     assert fusion["kind"] == "fusion" and fusion["members"].count(":") == len(MODEL_NAMES)
     with open(out / "scores" / "references.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     labels = np.array([int(r["label"]) for r in rows])
-    for name in ("histogram", "fusion", "fusion+histogram"):
+    for name in ("histogram", "sharpness", "fusion", "fusion+histogram"):
         values = np.array([float(r[name]) for r in rows])
         assert results["baselines"][name]["auroc"] == pytest.approx(metrics.auroc(labels, values))
 

@@ -1,13 +1,15 @@
 """Trivial detectors that every model must beat to show it learned normal anatomy.
 
-They look only at global intensity statistics. On data where an abnormality changes the
-overall brightness (pediatric pneumonia, for instance) they already separate the classes well;
-a reconstruction model that does not beat them has learned nothing about anatomy.
+They look only at one global statistic of an image: its intensity histogram, or how much fine
+detail it holds. On data where an abnormality changes the overall brightness or blurs the lungs
+(pediatric pneumonia, for instance) they already separate the classes well; a model that does
+not beat them has learned nothing about anatomy beyond that statistic.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 HISTOGRAM_BINS = 32
 
@@ -42,6 +44,43 @@ class HistogramDistance:
         if self.reference is None:
             raise RuntimeError("fit the detector on normal images first")
         return np.abs(intensity_histograms(images, self.bins) - self.reference).sum(axis=1)
+
+
+def detail_energy(images: np.ndarray) -> np.ndarray:
+    """Mean absolute Laplacian of each image (N, ...) of shape (..., H, W): its fine detail."""
+    flat = images.reshape(-1, *images.shape[-2:]).astype(np.float32)
+    return np.array([np.abs(ndimage.laplace(image)).mean() for image in flat])
+
+
+class SharpnessDistance:
+    """Distance of an image's fine-detail energy (mean absolute Laplacian) to the normal mean,
+    in normal standard deviations; both a blurred (hazy) and an unusually sharp image score high.
+
+    Example:
+        >>> detector = SharpnessDistance().fit(train_images)  # doctest: +SKIP
+        >>> scores = detector.score(test_images)  # doctest: +SKIP
+    """
+
+    name = "sharpness"
+
+    def __init__(self) -> None:
+        self.mean: float | None = None
+        self.spread = 1.0
+
+    def fit(self, normal_images: np.ndarray) -> SharpnessDistance:
+        energy = detail_energy(normal_images)
+        self.mean = float(energy.mean())
+        self.spread = float(energy.std()) or 1.0
+        return self
+
+    def score(self, images: np.ndarray) -> np.ndarray:
+        if self.mean is None:
+            raise RuntimeError("fit the detector on normal images first")
+        return np.abs(detail_energy(images) - self.mean) / self.spread
+
+
+TRIVIAL_DETECTORS = (HistogramDistance, SharpnessDistance)
+"""Every trivial detector, each reported beside the models."""
 
 
 class MeanIntensityDistance:

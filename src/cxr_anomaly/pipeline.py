@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cxr_anomaly.baselines import HistogramDistance
+from cxr_anomaly.baselines import TRIVIAL_DETECTORS, HistogramDistance, SharpnessDistance
 from cxr_anomaly.checkpoint import ModelMetadata, load_weights, read_metadata
 from cxr_anomaly.config import ConfigError, DataConfig, RunConfig, build_run_config, load_yaml
 from cxr_anomaly.data.datamodule import PreparedData, SplitView
@@ -93,12 +93,15 @@ def _model_result(
 
 
 Reference = tuple[dict[str, Any], np.ndarray]
+TrivialDetector = HistogramDistance | SharpnessDistance
 
 
-def histogram_scores(data: PreparedData, view: SplitView) -> tuple[np.ndarray, np.ndarray | None]:
-    """The trivial histogram detector fitted on the training images: its scores on ``view``
-    and the same scores z-normalised on the normal validation images (``None`` without them)."""
-    detector = HistogramDistance().fit(data.view("train").images())
+def trivial_scores(
+    detector: TrivialDetector, data: PreparedData, view: SplitView
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A trivial detector fitted on the training images: its scores on ``view`` and the same
+    scores z-normalised on the normal validation images (``None`` without them)."""
+    detector.fit(data.view("train").images())
     scores = detector.score(view.images())
     normal_val = data.view("val_normal")
     if len(normal_val) < 2:
@@ -106,19 +109,28 @@ def histogram_scores(data: PreparedData, view: SplitView) -> tuple[np.ndarray, n
     return scores, zscores_against(scores, detector.score(normal_val.images()))
 
 
+def histogram_scores(data: PreparedData, view: SplitView) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`trivial_scores` of the histogram detector (the one fusions may include)."""
+    return trivial_scores(HistogramDistance(), data, view)
+
+
 def _references(
     data: PreparedData, view: SplitView, results: list[ModelResult]
 ) -> dict[str, Reference]:
-    """The trivial histogram detector, and fusions of the models' z-scores (with and without
-    the trivial detector, which may join a fusion, said openly), on the evaluated split."""
+    """The trivial detectors, and fusions of the models' z-scores (with and without the
+    histogram detector, which may join a fusion, said openly), on the evaluated split."""
     references: dict[str, Reference] = {}
     histogram_z = None
     if len(data.view("train")) and len(set(view.labels.tolist())) == 2:
-        scores, histogram_z = histogram_scores(data, view)
-        references[HistogramDistance.name] = (
-            baseline_entry(view.labels, scores, view.patient_ids),
-            scores,
-        )
+        for detector_class in TRIVIAL_DETECTORS:
+            detector = detector_class()
+            scores, z = trivial_scores(detector, data, view)
+            if detector.name == HistogramDistance.name:
+                histogram_z = z
+            references[detector.name] = (
+                baseline_entry(view.labels, scores, view.patient_ids),
+                scores,
+            )
     calibrated = [r for r in results if r.calibration]
     if len(calibrated) > 1:
         members = [
