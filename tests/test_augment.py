@@ -101,3 +101,18 @@ def test_every_model_trains_on_augmented_images_reproducibly(name: str, tmp_path
     ]
     assert len(changed) > len(first) // 2
     assert all(bool(torch.isfinite(v).all()) for v in first.values() if v.is_floating_point())
+
+
+def test_anatpaste_fits_its_normal_gaussians_on_augmented_copies_too(tmp_path: Path) -> None:
+    fitted = {}
+    for copies in (0, 2):
+        config = tiny_run("anatpaste", tmp_path / "cache")
+        config.train.augment = MILD
+        config.model_params["normal_fit_copies"] = copies
+        train(config, tmp_path / f"copies{copies}", progress=False)
+        fitted[copies] = load_file(tmp_path / f"copies{copies}" / "model.safetensors")
+    n_train = int(fitted[0]["n_fitted"])
+    assert n_train > 0 and int(fitted[2]["n_fitted"]) == 3 * n_train
+    # The same network weights, a wider normal distribution.
+    torch.testing.assert_close(fitted[0]["net.out.weight"], fitted[2]["net.out.weight"])
+    assert not torch.equal(fitted[0]["embed_mean"], fitted[2]["embed_mean"])

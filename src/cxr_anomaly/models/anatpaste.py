@@ -30,7 +30,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from sklearn.covariance import LedoitWolf
 from torch import nn
 
+from cxr_anomaly.augment import augment
 from cxr_anomaly.config import ConfigError, TrainConfig
 from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig
 from cxr_anomaly.models.lungs import PasteSettings, anat_paste, lung_masks
@@ -73,6 +74,9 @@ class AnatPasteConfig(ModelConfig):
         paste_blur: range of the blend mask's edge blur, as a fraction of the image side.
         paste_ellipse_prob: probability of an elliptic rather than rectangular pasted shape.
         max_patch_samples: at most this many patch feature vectors fit the patch Gaussian.
+        normal_fit_copies: augmented copies (``train.augment``) of each training image that
+            join the normal Gaussians' fit, so that the acquisition variation the network was
+            trained to ignore also counts as normal in the distances; 0 fits on the images alone.
     """
 
     default_score: str = "mahalanobis"
@@ -92,6 +96,7 @@ class AnatPasteConfig(ModelConfig):
     paste_blur: tuple[float, ...] = (0.005, 0.03)
     paste_ellipse_prob: float = 0.5
     max_patch_samples: int = 200_000
+    normal_fit_copies: int = 0
 
     def __post_init__(self) -> None:
         if not self.channels:
@@ -112,6 +117,8 @@ class AnatPasteConfig(ModelConfig):
                 raise ConfigError(f"model_params.{key} must be [low, high] with 0 <= low <= high")
         if not 0 < self.paste_aspect <= 1:
             raise ConfigError("model_params.paste_aspect must be in (0, 1]")
+        if self.normal_fit_copies < 0:
+            raise ConfigError("model_params.normal_fit_copies must not be negative")
 
     @property
     def patch_index(self) -> int:
@@ -316,7 +323,22 @@ class AnatPaste(AnomalyModel):
                 return
             count = None
             batches = (b[0] if isinstance(b, list | tuple) else b for b in loader)
-        self.fit_normal(batches, count)
+        copies = self.cfg.normal_fit_copies if self.train_config.augment.enabled else 0
+        if not copies:
+            self.fit_normal(batches, count)
+            return
+        total = None if count is None else count * (copies + 1)
+        self.fit_normal(self._with_augmented_copies(batches, copies), total)
+
+    def _with_augmented_copies(
+        self, batches: Iterable[torch.Tensor], copies: int
+    ) -> Iterator[torch.Tensor]:
+        """Each batch, then ``copies`` augmented versions of it (seeded by the training seed)."""
+        generator = torch.Generator().manual_seed(self.train_config.seed)
+        for batch in batches:
+            yield batch
+            for _ in range(copies):
+                yield augment(batch, self.train_config.augment, generator=generator)[0]
 
     @torch.no_grad()
     def fit_normal(self, batches: Iterable[torch.Tensor], count: int | None = None) -> None:
