@@ -393,11 +393,13 @@ def main(argv: list[str] | None = None) -> int:
         per_seed[name] = {}
         for seed in seeds:
             finished = Path(args.out) / name / f"seed{seed}" / "results.json"
-            results = (
-                json.loads(finished.read_text())
-                if args.aggregate_only
-                else run_variant(variant, seed, args, data)
-            )
+            if args.aggregate_only:
+                results = json.loads(finished.read_text())
+                kept = finished.parent / "robustness.json"
+                if kept.is_file():
+                    results["robustness"] = json.loads(kept.read_text())
+            else:
+                results = run_variant(variant, seed, args, data)
             per_seed[name][seed] = results
             entry = results["models"][variant["model"]]
             print(

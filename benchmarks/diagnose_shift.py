@@ -6,9 +6,12 @@ abnormals, and the abnormal ``train/`` images that the protocol does not use), t
 intensity, the mean intensity of the central half of the image (the lung fields and
 mediastinum), the fine-detail energy (mean absolute Laplacian), and how well a logistic
 regression on 16x16 pixels tells training normals from validation normals (5-fold
-cross-validated AUROC; 0.5 = no difference). No model is trained and nothing is chosen here.
+cross-validated AUROC; 0.5 = no difference). With ``--run``, a trained model's scores say which
+moved for it: AUROC of its normal validation images (from ``train/``) against the validation
+split's normals, and against its abnormals. No model is trained and nothing is chosen here.
 
     python benchmarks/diagnose_shift.py
+    python benchmarks/diagnose_shift.py --run runs/zhanglab/runs/anatpaste
     python benchmarks/diagnose_shift.py --intensity local   # after local contrast normalisation
 """
 
@@ -20,11 +23,13 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
 
 from cxr_anomaly import metrics
 from cxr_anomaly.baselines import detail_energy
+from cxr_anomaly.checkpoint import load_weights, read_metadata
 from cxr_anomaly.config import DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.data.records import ABNORMAL
@@ -64,12 +69,46 @@ def domain_auroc(first: np.ndarray, second: np.ndarray, pool: int = 4) -> float:
     return metrics.auroc(labels, predicted[:, 1])
 
 
+def model_shift(run_dir: Path) -> dict[str, float]:
+    """AUROCs of a trained model's scores: held-out train/ normals against the validation
+    split's normals, and against its abnormals."""
+    metadata = read_metadata(run_dir)
+    model = load_weights(run_dir, metadata)
+    data = PreparedData(metadata.data_config)
+    data.prepare(("val_normal", "val"))
+
+    def scores(images: np.ndarray) -> np.ndarray:
+        name = model.config.default_score
+        return np.concatenate(
+            [
+                model.infer(torch.from_numpy(images[i : i + 128])).scores[name].numpy()
+                for i in range(0, len(images), 128)
+            ]
+        )
+
+    held_out = scores(data.view("val_normal").images())
+    val = data.view("val")
+    found = scores(val.images())
+    found_normal, found_abnormal = found[val.labels == 0], found[val.labels == ABNORMAL]
+
+    def separation(other: np.ndarray) -> float:
+        labels = np.r_[np.zeros(len(held_out)), np.ones(len(other))]
+        return metrics.auroc(labels, np.r_[held_out, other])
+
+    return {
+        "train_normal_vs_validation_normal": separation(found_normal),
+        "train_normal_vs_validation_abnormal": separation(found_abnormal),
+        "validation_normal_vs_abnormal": metrics.auroc(val.labels, found),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default=str(_default_root()))
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--intensity", default="none")
     parser.add_argument("--unused-abnormal", type=int, default=1000, help="train/ abnormal images")
+    parser.add_argument("--run", help="a trained run whose scores to compare as well")
     parser.add_argument("--out", default="benchmarks/results/diagnose-shift.json")
     args = parser.parse_args(argv)
 
@@ -112,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     auroc = found["domain_auroc_train_vs_validation_normal"]
     print(f"train/ normal vs validation normal, logistic regression on 16x16 pixels: {auroc:.3f}")
+    if args.run:
+        found["model"] = {"run": args.run, **model_shift(Path(args.run))}
+        for name, value in found["model"].items():
+            if name != "run":
+                print(f"{args.run}: {name.replace('_', ' ')} AUROC {value:.3f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(found, indent=2))
     print(f"wrote {args.out}")
