@@ -9,12 +9,15 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from cxr_anomaly import load_model
 from cxr_anomaly.config import ConfigError, DataConfig
 from cxr_anomaly.data.cache import ImageCache
 from cxr_anomaly.data.folder import FolderSource
 from cxr_anomaly.data.images import ReadOptions
 from cxr_anomaly.data.phantoms import make_phantom
 from cxr_anomaly.data.preprocess import preprocess, standardize_intensity
+from cxr_anomaly.training import train
+from tiny import tiny_run
 
 
 @pytest.fixture
@@ -97,3 +100,15 @@ def test_local_takes_away_slow_brightness_changes_and_keeps_texture(image: np.nd
     # ...while the phantom's texture (ribs, vessels) is still there: blurring it is visible.
     blurred = standardize_intensity(ndimage.gaussian_filter(image, 1.5), "local")
     assert np.abs(blurred - out).mean() > 3 * np.abs(shifted - out).mean()
+
+
+def test_a_trained_model_prepares_new_images_with_its_own_intensity_mode(tmp_path: Path) -> None:
+    config = tiny_run("anatpaste", tmp_path / "cache")
+    config.data.intensity = "local"
+    train(config, tmp_path / "run", progress=False)
+    model = load_model(tmp_path / "run")
+    assert model.metadata.data_config.intensity == "local"
+    raw = make_phantom(100, 7).image
+    prepared, _ = model.load(raw)
+    np.testing.assert_array_equal(prepared, preprocess(raw, config.data.size, "local"))
+    assert not np.allclose(prepared, preprocess(raw, config.data.size, "none"))
