@@ -102,9 +102,9 @@ class AugmentConfig:
     noise: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("shift", "rotate", "scale", "gamma", "contrast", "blur", "noise"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"train.augment.{name} must not be negative")
+        for item in dataclasses.fields(self):
+            if getattr(self, item.name) < 0:
+                raise ConfigError(f"train.augment.{item.name} must not be negative")
         if self.scale >= 1 or self.contrast >= 1 or self.shift >= 0.5:
             raise ConfigError("train.augment: scale and contrast must be below 1, shift below 0.5")
 

@@ -4,9 +4,9 @@ Normal images are scored as they are and again after one mild change that a radi
 same anatomy could show in another department: gamma 0.8 or 1.25, contrast -15% or +15%, a
 shift of 3 pixels (at 64 pixels; the same fraction of the side at other sizes), a rotation of
 3 degrees, a 10% tighter field of view (collimation or magnification), JPEG re-compression at
-quality 75. For each change the AUROC of the changed against
-the unchanged scores is reported: 0.5 means the model does not notice the change, 1.0 means it
-flags every changed image as more anomalous (below 0.5: less anomalous). No labels and no test
+quality 75. For each change the AUROC of the changed against the unchanged scores is reported:
+0.5 means the model does not notice the change, 1.0 means it flags every changed image as more
+anomalous (below 0.5: less anomalous). No labels and no test
 images are needed: the normal validation images of the model's own training data serve.
 
 Changes are applied to each image before the model's preprocessing (resize and intensity
