@@ -165,7 +165,8 @@ def test_outputs_have_the_interface_shapes_and_no_reconstruction() -> None:
     assert model.reconstruct(x) is None
     result = model.infer(x)
     assert result.reconstruction is None
-    assert set(result.scores) == set(model.score_names()) == {"mahalanobis", "patch_max", "logit"}
+    expected = {"mahalanobis", "patch_max", "logit", "multiscale"}
+    assert set(result.scores) == set(model.score_names()) == expected
     assert model.score_names()[0] == "mahalanobis" == model.config.default_score
     assert set(result.maps) == set(result.scores)
     for amap in result.maps.values():
@@ -202,6 +203,9 @@ def test_fit_normal_sets_the_gaussians_and_caps_patch_samples() -> None:
     assert not torch.allclose(model.embed_precision, torch.eye(dim))
     torch.testing.assert_close(model.embed_precision, model.embed_precision.T)
     assert not torch.equal(model.patch_mean, fresh["patch_mean"])
+    # The multi-scale Gaussian spans every stage's channels.
+    assert model.multi_mean.shape == (sum(model.cfg.channels),)
+    assert not torch.equal(model.multi_mean, fresh["multi_mean"])
     # Noise is further from normal phantoms than other normal phantoms are.
     scores = model.score(_phantoms(8, start=300))
     noise = model.score(torch.rand(8, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(0)))
@@ -241,7 +245,8 @@ def test_training_writes_a_model_that_reloads_to_identical_scores(trained: Train
     metadata = read_metadata(run_dir)
     assert metadata.model == "anatpaste"
     assert metadata.training["epochs"] == 2
-    assert set(metadata.calibration["scores"]) == {"mahalanobis", "patch_max", "logit"}
+    expected_scores = {"mahalanobis", "patch_max", "logit", "multiscale"}
+    assert set(metadata.calibration["scores"]) == expected_scores
     metrics = (run_dir / "logs" / "metrics.csv").read_text()
     assert "val_loss" in metrics
     first, second = load_weights(run_dir), load_weights(run_dir)
@@ -258,7 +263,7 @@ def test_training_fits_the_normal_gaussians_on_the_training_images(trained: Trai
     model = load_weights(trained.run_dir)
     assert isinstance(model, AnatPaste)
     assert int(model.n_fitted) == len(trained.data.view("train"))
-    for precision in (model.embed_precision, model.patch_precision):
+    for precision in (model.embed_precision, model.patch_precision, model.multi_precision):
         assert not torch.allclose(precision, torch.eye(precision.shape[0]))
     assert float(model.embed_mean.abs().sum()) > 0
 
@@ -267,5 +272,6 @@ def test_saved_weights_hold_every_buffer(trained: TrainResult) -> None:
     from safetensors.torch import load_file
 
     saved = load_file(Path(trained.run_dir) / "model.safetensors")
-    for key in ("embed_mean", "embed_precision", "patch_mean", "patch_precision", "n_fitted"):
+    buffers = ("embed", "patch", "multi")
+    for key in (*(f"{b}_{part}" for b in buffers for part in ("mean", "precision")), "n_fitted"):
         assert key in saved

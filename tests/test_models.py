@@ -292,3 +292,21 @@ def test_every_bundled_preset_builds_its_model(name: str, preset: str) -> None:
 def test_a_missing_preset_names_the_models_presets() -> None:
     with pytest.raises(ConfigError, match="its presets: paper, quick"):
         load_preset("anatpaste", "long")
+
+
+@pytest.mark.parametrize("name", ["bigan", "vaegan"])
+def test_gan_lowpass_score_is_the_blurred_reconstruction_error(name: str) -> None:
+    from cxr_anomaly.scoring import lowpass_l1_map
+
+    assert "lowpass" not in build_model(name, TINY_PARAMS[name]).score_names()
+    model = build_model(name, {**TINY_PARAMS[name], "lowpass_sigma": 2.0}).eval()
+    assert "lowpass" in model.score_names()
+    x = torch.rand(3, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    result = model.infer(x)
+    assert result.reconstruction is not None
+    sigma = 2.0 * SIZE / 64  # given at 64x64, scaled to the model's image size
+    expected = lowpass_l1_map(x, result.reconstruction, sigma)
+    torch.testing.assert_close(result.maps["lowpass"], expected)
+    torch.testing.assert_close(result.scores["lowpass"], expected.mean((1, 2, 3)))
+    with pytest.raises(ValueError, match="lowpass_sigma"):
+        build_model(name, {**TINY_PARAMS[name], "lowpass_sigma": -1.0})

@@ -11,7 +11,11 @@ Scaling rules:
   window to [0, 1]. Without a window the image's own range is min-max scaled to [0, 1] (a constant
   image becomes all zeros). All of this is done in float64 from the stored integers, so 12- and
   16-bit images keep their full precision. MONOCHROME1 images are inverted so that high values are
-  bright, as in MONOCHROME2.
+  bright, as in MONOCHROME2. Compressed pixel data is decoded by pydicom's plugins: Pillow (JPEG
+  Baseline) and pylibjpeg with its libjpeg, openjpeg and RLE plugins (JPEG Extended 12-bit, JPEG
+  Lossless, JPEG-LS lossless and near-lossless, JPEG 2000, RLE); deflated files are inflated by
+  pydicom. A one-frame enhanced object reads like a plain one (its rescale and window taken from
+  its functional groups); a true multi-frame file is refused.
 * PNG/JPEG (and other Pillow formats): 8-bit values are divided by 255 and 16-bit values by 65535;
   no min-max scaling. Colour images whose channels are equal (grey content stored as RGB) become
   grey; truly coloured images are refused.
@@ -26,6 +30,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -384,6 +390,22 @@ def _pillow_to_array(image: Image.Image, name: str) -> np.ndarray:
 # --------------------------------------------------------------------------- DICOM
 
 
+#: pydicom logs each failing decoder plugin's traceback here; its reasons reach the error anyway.
+_DECODER_LOGGER = "pydicom.pixels.decoders.base"
+
+
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Silence one logger for the duration of the block."""
+    logger = logging.getLogger(logger_name)
+    was_disabled = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = was_disabled
+
+
 def _read_dicom(name: str, options: ReadOptions, force: bool) -> LoadedImage:
     """Read a single-frame grey DICOM file."""
     # Pass 1: the header only, to refuse bad or enormous images before reading pixel bytes.
@@ -409,7 +431,8 @@ def _read_dicom(name: str, options: ReadOptions, force: bool) -> LoadedImage:
         raise ImageReadError(name, "DICOM has no pixel data")
     transfer_syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
-        stored = np.asarray(ds.pixel_array)
+        with _quiet(_DECODER_LOGGER):
+            stored = np.asarray(ds.pixel_array)
     except Exception as exc:  # pydicom raises many types for truncated/undecodable data.
         raise ImageReadError(
             name,
@@ -420,6 +443,7 @@ def _read_dicom(name: str, options: ReadOptions, force: bool) -> LoadedImage:
         raise ImageReadError(
             name, f"decoded pixel array has shape {stored.shape}, expected {meta.original_size}"
         )
+    _flatten_functional_groups(ds)
     try:
         values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
         scaled = _dicom_scale(name, values, ds, options)
@@ -473,7 +497,38 @@ def _check_dicom_header(name: str, ds: pydicom.Dataset, options: ReadOptions) ->
     except (TypeError, ValueError) as exc:
         raise ImageReadError(name, f"bad NumberOfFrames {frames_value!r}") from exc
     if frames != 1:
-        raise ImageReadError(name, f"multi-frame DICOM ({frames} frames); one frame expected")
+        raise ImageReadError(
+            name,
+            f"multi-frame DICOM ({frames} frames): a radiograph is one frame, and a series of "
+            "frames (cine, tomosynthesis, a dose grid) is not an image the models score; save "
+            "the frame to score as its own file",
+        )
+
+
+def _flatten_functional_groups(ds: pydicom.Dataset) -> None:
+    """Copy a one-frame enhanced object's rescale and window from its functional groups.
+
+    Enhanced (multi-frame IOD) images such as Enhanced DX keep ``RescaleSlope`` and the window
+    inside ``SharedFunctionalGroupsSequence`` or ``PerFrameFunctionalGroupsSequence[0]`` rather
+    than at the top level, where the modality and VOI transforms look for them. Top-level values,
+    when present, win.
+    """
+    groups = [
+        group[0]
+        for keyword in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence")
+        if (group := ds.get(keyword))
+    ]
+    for group in groups:
+        for sequence, keys in (
+            ("PixelValueTransformationSequence", ("RescaleSlope", "RescaleIntercept")),
+            ("FrameVOILUTSequence", ("WindowCenter", "WindowWidth", "VOILUTFunction")),
+        ):
+            items = group.get(sequence)
+            if not items:
+                continue
+            for key in keys:
+                if key in items[0] and key not in ds:
+                    setattr(ds, key, items[0].get(key))
 
 
 def _dicom_scale(

@@ -15,7 +15,11 @@ stage's). Both are buffers, saved with the weights. Scores:
 * ``mahalanobis`` (the reference score): Mahalanobis distance of the image embedding to the
   normal embeddings,
 * ``patch_max``: the largest patch-level Mahalanobis distance,
-* ``logit``: the classifier's own "pasted" logit.
+* ``logit``: the classifier's own "pasted" logit,
+* ``multiscale``: Mahalanobis distance of the globally pooled features of every stage, each
+  L2-normalised and concatenated (a third Gaussian, fitted like the others): the last stage
+  learns what tells pasted patches apart, the earlier ones keep the texture statistics at finer
+  scales, where diffuse opacities change an image.
 
 Every score's map is the patch-level distance map, upsampled bilinearly to the image size. The
 model has no reconstruction (``reconstruct`` returns ``None``).
@@ -32,7 +36,7 @@ import logging
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -47,7 +51,7 @@ from cxr_anomaly.models.lungs import PasteSettings, anat_paste, lung_masks
 
 log = logging.getLogger(__name__)
 
-SCORE_NAMES = ("mahalanobis", "patch_max", "logit")
+SCORE_NAMES = ("mahalanobis", "patch_max", "logit", "multiscale")
 LR_SCHEDULES = ("cosine", "constant")
 
 
@@ -164,8 +168,17 @@ def _stage(c_in: int, c_out: int, blocks: int) -> nn.Sequential:
     )
 
 
+class NetOutput(NamedTuple):
+    """What :class:`AnatPasteNet` computes for a batch."""
+
+    embedding: torch.Tensor  # (N, C_last): the last stage's features, globally pooled
+    patches: torch.Tensor  # (N, C, h, w): the patch stage's feature map
+    logit: torch.Tensor  # (N,): the "pasted" logit
+    pooled: tuple[torch.Tensor, ...]  # (N, C_i) per stage: its features, globally pooled
+
+
 class AnatPasteNet(nn.Module):
-    """Image in [-1, 1] -> (pooled embedding, patch features, "pasted" logit)."""
+    """Image in [-1, 1] -> :class:`NetOutput` (embeddings, patch features, "pasted" logit)."""
 
     def __init__(self, cfg: AnatPasteConfig) -> None:
         super().__init__()
@@ -180,15 +193,16 @@ class AnatPasteNet(nn.Module):
         self.head = nn.Sequential(*layers)
         self.out = nn.Linear((cfg.channels[-1], *cfg.head_units)[-1], 1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> NetOutput:
         patches = x
+        pooled: list[torch.Tensor] = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
+            pooled.append(x.mean(dim=(2, 3)))
             if i == self.patch_stage:
                 patches = x
-        embedding = x.mean(dim=(2, 3))
-        logit = self.out(self.head(embedding)).squeeze(1)
-        return embedding, patches, logit
+        logit = self.out(self.head(pooled[-1])).squeeze(1)
+        return NetOutput(pooled[-1], patches, logit, tuple(pooled))
 
 
 def mahalanobis(
@@ -217,6 +231,8 @@ class AnatPaste(AnomalyModel):
     embed_precision: torch.Tensor
     patch_mean: torch.Tensor
     patch_precision: torch.Tensor
+    multi_mean: torch.Tensor
+    multi_precision: torch.Tensor
     n_fitted: torch.Tensor
 
     def __init__(self, config: AnatPasteConfig, train: TrainConfig | None = None) -> None:
@@ -228,6 +244,8 @@ class AnatPaste(AnomalyModel):
         self.register_buffer("embed_precision", torch.eye(dim))
         self.register_buffer("patch_mean", torch.zeros(patch_dim))
         self.register_buffer("patch_precision", torch.eye(patch_dim))
+        self.register_buffer("multi_mean", torch.zeros(sum(config.channels)))
+        self.register_buffer("multi_precision", torch.eye(sum(config.channels)))
         # How many normal images fitted the Gaussians (0: not fitted yet).
         self.register_buffer("n_fitted", torch.zeros(()))
         self._warned_unfitted = False
@@ -278,7 +296,7 @@ class AnatPaste(AnomalyModel):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """BCE of normal (label 0) vs AnatPasted (label 1) copies of ``x``, and the accuracy."""
         augmented, _ = anat_paste(x, lungs, generator, self.cfg.paste)
-        _, _, logits = self.net(self.to_signed(torch.cat([x, augmented])))
+        logits = self.net(self.to_signed(torch.cat([x, augmented]))).logit
         labels = torch.cat([torch.zeros(len(x)), torch.ones(len(x))]).to(logits.device)
         loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
         accuracy = ((logits.detach() > 0).float() == labels).float().mean()
@@ -342,7 +360,8 @@ class AnatPaste(AnomalyModel):
 
     @torch.no_grad()
     def fit_normal(self, batches: Iterable[torch.Tensor], count: int | None = None) -> None:
-        """Fit the normal Gaussians (mean, Ledoit-Wolf precision) of embeddings and patches.
+        """Fit the normal Gaussians (mean, Ledoit-Wolf precision) of embeddings and patches
+        (image embeddings, multi-scale embeddings, patch features).
 
         Args:
             batches: normal images, batches (B, 1, H, W) in [0, 1].
@@ -352,12 +371,15 @@ class AnatPaste(AnomalyModel):
         was_training = self.training
         self.eval()
         embeddings: list[np.ndarray] = []
+        multiscale: list[np.ndarray] = []
         patches: list[np.ndarray] = []
         step = seen = 0
         try:
             for batch in batches:
-                embedding, features, _ = self.net(self.to_signed(self.prepare_input(batch)))
-                embeddings.append(self._embed(embedding).double().cpu().numpy())
+                out = self.net(self.to_signed(self.prepare_input(batch)))
+                embeddings.append(self._embed(out.embedding).double().cpu().numpy())
+                multiscale.append(self._multiscale(out.pooled).double().cpu().numpy())
+                features = out.patches
                 flat = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])
                 if step == 0:
                     per_image = flat.shape[0] // max(len(batch), 1)
@@ -371,10 +393,13 @@ class AnatPaste(AnomalyModel):
         if not embeddings:
             raise ValueError("fit_normal needs at least one image")
         embed_mean, embed_precision = ledoit_wolf(np.concatenate(embeddings))
+        multi_mean, multi_precision = ledoit_wolf(np.concatenate(multiscale))
         patch_mean, patch_precision = ledoit_wolf(np.concatenate(patches))
         for buffer, value in (
             (self.embed_mean, embed_mean),
             (self.embed_precision, embed_precision),
+            (self.multi_mean, multi_mean),
+            (self.multi_precision, multi_precision),
             (self.patch_mean, patch_mean),
             (self.patch_precision, patch_precision),
         ):
@@ -393,21 +418,30 @@ class AnatPaste(AnomalyModel):
         embedding = embedding.float()
         return F.normalize(embedding, dim=1) if self.cfg.normalize_embeddings else embedding
 
+    @staticmethod
+    def _multiscale(pooled: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Every stage's pooled features, each L2-normalised (equal weight), concatenated."""
+        return torch.cat([F.normalize(p.float(), dim=1) for p in pooled], dim=1)
+
     def _infer(self, x: torch.Tensor) -> Inference:
         if not self._warned_unfitted and not bool(self.n_fitted > 0):
             log.warning("anatpaste: normal Gaussians not fitted yet; distances are to N(0, I)")
             self._warned_unfitted = True
-        embedding, features, logit = self.net(self.to_signed(x))
+        out = self.net(self.to_signed(x))
+        features = out.patches
         n, channels, height, width = features.shape
         flat = features.float().permute(0, 2, 3, 1).reshape(-1, channels)
         grid = mahalanobis(flat, self.patch_mean, self.patch_precision).view(n, 1, height, width)
         amap = F.interpolate(grid, size=x.shape[-2:], mode="bilinear", align_corners=False)
         scores = {
             "mahalanobis": mahalanobis(
-                self._embed(embedding), self.embed_mean, self.embed_precision
+                self._embed(out.embedding), self.embed_mean, self.embed_precision
             ),
             "patch_max": grid.flatten(1).amax(1),
-            "logit": logit.float(),
+            "logit": out.logit.float(),
+            "multiscale": mahalanobis(
+                self._multiscale(out.pooled), self.multi_mean, self.multi_precision
+            ),
         }
         return Inference(
             reconstruction=None,

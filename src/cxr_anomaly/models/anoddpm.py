@@ -33,7 +33,7 @@ from monai.networks.schedulers import DDPMScheduler
 from cxr_anomaly import scoring
 from cxr_anomaly.config import TrainConfig
 from cxr_anomaly.engine import cpu_has_bf16
-from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig
+from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig, add_lowpass_score
 from cxr_anomaly.models.diffusion import partial_diffusion
 from cxr_anomaly.models.ema import EMA
 from cxr_anomaly.models.noise import (
@@ -160,11 +160,6 @@ class AnoDDPM(AnomalyModel):
         if self.cfg.lowpass_sigma > 0:
             names = (*names, "lowpass", *(f"lowpass@{d}" for d in self.cfg.extra_depths))
         return (*names, UNCERTAINTY_SCORE) if self.cfg.uncertainty else names
-
-    @property
-    def lowpass_pixels(self) -> float:
-        """``lowpass_sigma`` at this model's image size."""
-        return self.cfg.lowpass_sigma * self.cfg.image_size / 64
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.unet.parameters(), lr=self.cfg.lr, weight_decay=0.0)
@@ -299,23 +294,14 @@ class AnoDDPM(AnomalyModel):
 
     def _infer(self, x: torch.Tensor) -> Inference:
         recon, logvar = self._reconstruct(x, self.cfg.depth)
-        result = self.reconstruction_inference(x, recon)
+        result = self.reconstruction_inference(x, recon, self.cfg.lowpass_sigma)
         if logvar is not None:
             error = self.to_signed(self.prepare_input(x)) - self.to_signed(recon)
             add_uncertainty_score(result, error, logvar)
-        self._add_lowpass(result, "lowpass", x, recon)
         for depth in self.cfg.extra_depths:
             extra = self.reconstruct_at(x, depth)
             amap = scoring.l1_map(x, extra)
             result.maps[f"l1@{depth}"] = amap
             result.scores[f"l1@{depth}"] = scoring.image_score(amap)
-            self._add_lowpass(result, f"lowpass@{depth}", x, extra)
+            add_lowpass_score(result, f"lowpass@{depth}", x, extra, self.cfg.lowpass_sigma)
         return result
-
-    def _add_lowpass(
-        self, result: Inference, name: str, x: torch.Tensor, recon: torch.Tensor
-    ) -> None:
-        if self.cfg.lowpass_sigma > 0:
-            amap = scoring.lowpass_l1_map(x.float(), recon.float(), self.lowpass_pixels)
-            result.maps[name] = amap
-            result.scores[name] = scoring.image_score(amap)

@@ -87,6 +87,23 @@ class Inference:
     scores: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+def add_lowpass_score(
+    result: Inference, name: str, x: torch.Tensor, reconstruction: torch.Tensor, sigma: float
+) -> None:
+    """Add the map and score ``name``: the L1 error of image and reconstruction, both blurred.
+
+    ``sigma`` is in pixels at 64x64 and scales with the image side; 0 adds nothing. Detail finer
+    than ``sigma`` that no reconstruction copies (noise-level texture, which after local
+    contrast normalisation is most of an image) averages out: the plain L1 error then measures
+    mostly how much fine texture an image has, the blurred one what the model changed."""
+    if sigma <= 0:
+        return
+    pixels = sigma * x.shape[-1] / 64
+    amap = scoring.lowpass_l1_map(x.float(), reconstruction.float(), pixels)
+    result.maps[name] = amap
+    result.scores[name] = scoring.image_score(amap)
+
+
 class AnomalyModel(L.LightningModule, ABC):
     """Base of every model: a thin Lightning module around plain ``torch`` networks."""
 
@@ -202,14 +219,19 @@ class AnomalyModel(L.LightningModule, ABC):
         """[-1, 1] -> [0, 1], clipped."""
         return ((x + 1) / 2).clamp(0, 1)
 
-    def reconstruction_inference(self, x: torch.Tensor, reconstruction: torch.Tensor) -> Inference:
-        """The L1 map and score of a reconstruction (``x`` and ``reconstruction`` in [0, 1])."""
+    def reconstruction_inference(
+        self, x: torch.Tensor, reconstruction: torch.Tensor, lowpass_sigma: float = 0.0
+    ) -> Inference:
+        """The L1 map and score of a reconstruction (``x`` and ``reconstruction`` in [0, 1]),
+        and with ``lowpass_sigma`` > 0 the ``lowpass`` one (see :func:`add_lowpass_score`)."""
         amap = scoring.l1_map(x.float(), reconstruction.float())
-        return Inference(
+        result = Inference(
             reconstruction=reconstruction,
             maps={"l1": amap},
             scores={"l1": scoring.image_score(amap)},
         )
+        add_lowpass_score(result, "lowpass", x, reconstruction, lowpass_sigma)
+        return result
 
     def set_gradients(
         self, loss: torch.Tensor, module: torch.nn.Module, retain_graph: bool = False

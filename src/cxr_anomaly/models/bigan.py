@@ -20,6 +20,9 @@ within a CPU-sized training budget instead of only a sample with a similar laten
 ``uncertainty`` (needs ``consistency_weight > 0``) makes the generator also predict a per-pixel
 log-variance, trains the consistency term as a Gaussian likelihood and adds the
 uncertainty-normalised score (see ``models/uncertainty.py``).
+
+``lowpass_sigma`` > 0 adds the score ``lowpass``: the L1 error of image and reconstruction both
+blurred with that sigma (pixels at 64x64, scaled with the size); see ``add_lowpass_score``.
 """
 
 from __future__ import annotations
@@ -60,7 +63,12 @@ class BiGANConfig(ModelConfig):
     fm_weight: float = 0.1
     consistency_weight: float = 0.0
     uncertainty: bool = False
+    lowpass_sigma: float = 0.0
     default_score: str = "l1"
+
+    def __post_init__(self) -> None:
+        if self.lowpass_sigma < 0:
+            raise ValueError(f"lowpass_sigma must be >= 0, got {self.lowpass_sigma}")
 
 
 class BiGANEncoder(nn.Module):
@@ -189,7 +197,10 @@ class BiGAN(AnomalyModel):
         self.automatic_optimization = False
 
     def own_score_names(self) -> tuple[str, ...]:
-        return ("l1", "fm", "uncertainty") if self.cfg.uncertainty else ("l1", "fm")
+        names: tuple[str, ...] = ("l1", "fm")
+        if self.cfg.lowpass_sigma > 0:
+            names = (*names, "lowpass")
+        return (*names, "uncertainty") if self.cfg.uncertainty else names
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         betas = (self.cfg.beta1, 0.999)
@@ -264,7 +275,9 @@ class BiGAN(AnomalyModel):
         signed = self.to_signed(x)
         z_hat = nets.encoder(signed)
         recon_signed, logvar = nets.generator.with_logvar(z_hat)
-        result = self.reconstruction_inference(x, self.to_unit(recon_signed))
+        result = self.reconstruction_inference(
+            x, self.to_unit(recon_signed), self.cfg.lowpass_sigma
+        )
         if logvar is not None:
             add_uncertainty_score(result, signed - recon_signed, logvar)
         _, feat_real = nets.discriminator(signed, z_hat)

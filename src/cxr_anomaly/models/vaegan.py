@@ -21,6 +21,9 @@ input, and the CPU-quick preset does not have that time.
 log-variance ``s``; the pixel term becomes ``mean(exp(-s) (x - x~)^2 + s)`` and the extra score
 ``uncertainty`` is the mean of ``exp(-s) (x - x~)^2``, the error normalised by how uncertain the
 model is at each pixel of normal images.
+
+``lowpass_sigma`` > 0 adds the score ``lowpass``: the L1 error of image and reconstruction both
+blurred with that sigma (pixels at 64x64, scaled with the size); see ``add_lowpass_score``.
 """
 
 from __future__ import annotations
@@ -59,6 +62,11 @@ class VAEGANConfig(ModelConfig):
     kl_weight: float = 1.0
     pixel_weight: float = 0.0
     uncertainty: bool = False
+    lowpass_sigma: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.lowpass_sigma < 0:
+            raise ValueError(f"lowpass_sigma must be >= 0, got {self.lowpass_sigma}")
 
 
 def _conv_block(c_in: int, c_out: int, stride: int, slope: float, norm: bool = True) -> nn.Module:
@@ -172,7 +180,10 @@ class VAEGAN(AnomalyModel):
         self.automatic_optimization = False
 
     def own_score_names(self) -> tuple[str, ...]:
-        return ("l1", "feature", "uncertainty") if self.cfg.uncertainty else ("l1", "feature")
+        names: tuple[str, ...] = ("l1", "feature")
+        if self.cfg.lowpass_sigma > 0:
+            names = (*names, "lowpass")
+        return (*names, "uncertainty") if self.cfg.uncertainty else names
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         lr = self.cfg.lr
@@ -257,7 +268,9 @@ class VAEGAN(AnomalyModel):
         signed = self.to_signed(x)
         mu, _ = self.encoder(signed)
         recon_signed, pixel_logvar = self.decoder.with_logvar(mu)
-        result = self.reconstruction_inference(x, self.to_unit(recon_signed))
+        result = self.reconstruction_inference(
+            x, self.to_unit(recon_signed), self.cfg.lowpass_sigma
+        )
         if pixel_logvar is not None:
             add_uncertainty_score(result, signed - recon_signed, pixel_logvar)
         _, feat_real = self.discriminator(signed)
