@@ -35,8 +35,9 @@ log = logging.getLogger("cxr_anomaly")
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors that are the user's to fix: shown as one line, exit code 2."""
     from cxr_anomaly.checkpoint import CheckpointError
+    from cxr_anomaly.export import ExportError
 
-    return (ConfigError, DataSourceError, SplitError, CheckpointError, ImageReadError)
+    return (ConfigError, DataSourceError, SplitError, CheckpointError, ImageReadError, ExportError)
 
 
 # -- argument groups -----------------------------------------------------------------------------
@@ -332,6 +333,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from cxr_anomaly.export import export_onnx
+
+    report = export_onnx(Path(args.run_dir), Path(args.out) if args.out else None)
+    print(
+        f"exported {report.model} (score {report.score}) to {report.out_dir} in "
+        f"{report.seconds:.0f} s; on {report.parity_images} check images the exported scores "
+        f"differ from the trained model's by at most {report.max_score_difference:.2g} "
+        f"(maps {report.max_map_difference:.2g})"
+    )
+    return 0
+
+
 def cmd_phantoms(args: argparse.Namespace) -> int:
     from cxr_anomaly.data.phantom_gallery import save_phantom_gallery
 
@@ -424,7 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=cmd_benchmark if name == "benchmark" else cmd_demo)
 
     predict = commands.add_parser("predict", help="score new images with a trained model")
-    predict.add_argument("run_dir", help="a run folder written by train or benchmark")
+    predict.add_argument(
+        "run_dir", help="a run folder written by train or benchmark, or one written by export"
+    )
     predict.add_argument("inputs", nargs="+", help="files, folders (recursive) or globs")
     predict.add_argument("--out", required=True, help="folder for predictions.csv and overlays")
     predict.add_argument(
@@ -437,6 +453,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--workers", type=int, default=0, help="processes reading the files")
     _add_trainer_args(predict)
     predict.set_defaults(func=cmd_predict)
+
+    export = commands.add_parser(
+        "export", help="write a trained model as an ONNX graph with its preprocessing"
+    )
+    export.add_argument("run_dir", help="a run folder written by train or benchmark")
+    export.add_argument("--format", choices=["onnx"], default="onnx")
+    export.add_argument("--out", help="output folder (default: RUN_DIR/onnx)")
+    export.set_defaults(func=cmd_export)
 
     phantoms = commands.add_parser("phantoms", help="save a figure of the synthetic phantoms")
     phantoms.add_argument("--out", default="docs/phantoms.png")

@@ -5,7 +5,8 @@ Python:
     >>> model = load_model("runs/vaegan")  # doctest: +SKIP
     >>> [p.score for p in model.predict(["a.dcm", "b.png"])]  # doctest: +SKIP
 
-Command line: ``cxr-anomaly predict RUN_DIR INPUT... --out DIR``.
+Command line: ``cxr-anomaly predict RUN_DIR INPUT... --out DIR``, where RUN_DIR is a run folder
+or a folder written by ``cxr-anomaly export``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import csv
 import glob
 import hashlib
 import logging
-from collections.abc import Iterator, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,31 +108,44 @@ def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     return list(unique.values())
 
 
-class TrainedModel:
-    """A trained model with the preprocessing and calibration recorded in its run folder."""
+class ScoringModel(ABC):
+    """What ``predict`` needs of a model: its preprocessing, its calibration, a batch scorer.
 
-    def __init__(self, run_dir: str | Path) -> None:
-        self.run_dir = Path(run_dir)
-        self.metadata: ModelMetadata = read_metadata(self.run_dir)
-        self.model: AnomalyModel = load_weights(self.run_dir, self.metadata)
-        data = self.metadata.data_config
-        self.size = data.size
-        self.intensity = data.intensity
-        self.read_options = ReadOptions(apply_voi_lut=data.apply_voi_lut)
-        self.score_name = self.model.config.default_score
-        if not self.metadata.calibration:
+    :class:`TrainedModel` scores with the trained PyTorch model of a run folder,
+    :class:`ExportedModel` with the ONNX graph written by ``cxr-anomaly export``; both read and
+    preprocess inputs the same way and give the same rows.
+    """
+
+    name: str
+    size: int
+    intensity: str
+    read_options: ReadOptions
+    score_name: str
+    calibration: ScoreCalibration
+    map_scale: float | None
+    #: Where the model was trained (data source), for ``repr`` and reports.
+    trained_on: str
+
+    def _calibrate(self, calibration: dict[str, Any], where: Path) -> None:
+        if not calibration:
             raise CheckpointError(
-                f"{self.run_dir}: the model has no score calibration (trained without "
+                f"{where}: the model has no score calibration (trained without "
                 "normal validation images), so scores cannot be turned into decisions"
             )
-        self.calibration: ScoreCalibration = calibration_for(
-            self.metadata.calibration, self.score_name
-        )
-        self.map_scale = float(self.metadata.calibration.get("map_scale") or 0.0) or None
+        self.calibration = calibration_for(calibration, self.score_name)
+        self.map_scale = float(calibration.get("map_scale") or 0.0) or None
 
-    @property
-    def name(self) -> str:
-        return self.metadata.model
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model={self.name!r}, score={self.score_name!r}, "
+            f"threshold at 95% specificity={self.calibration.threshold(0.95):.4g}, "
+            f"image_size={self.size}, intensity={self.intensity!r}, "
+            f"trained_on={self.trained_on!r})"
+        )
+
+    @abstractmethod
+    def score_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Scores (N,), maps (N, S, S) and reconstructions (N, S, S) or None of images (N, S, S)."""
 
     def load(self, item: str | Path | np.ndarray) -> tuple[np.ndarray, str | None]:
         """Preprocess one input exactly as the training data was (raises ImageReadError)."""
@@ -170,20 +185,9 @@ class TrainedModel:
                     row.error = " ".join(err.reason.split())  # one line, for the CSV
                 rows.append(row)
             if good:
-                self._score([p for p, _ in good], np.stack([x for _, x in good]), threshold)
+                images = np.stack([x for _, x in good])
+                self.fill([p for p, _ in good], images, *self.score_batch(images), threshold)
             yield rows
-
-    def _score(self, rows: list[Prediction], images: np.ndarray, threshold: float) -> None:
-        inference = self.model.infer(torch.from_numpy(images[:, None]))
-        recon = inference.reconstruction
-        self.fill(
-            rows,
-            images,
-            inference.scores[self.score_name].numpy(),
-            inference.maps[self.score_name][:, 0].numpy(),
-            None if recon is None else recon[:, 0].numpy(),
-            threshold,
-        )
 
     def fill(
         self,
@@ -219,8 +223,63 @@ class TrainedModel:
         return np.round(np.clip(panels, 0, 1) * 255).astype(np.uint8)
 
 
-def load_model(run_dir: str | Path) -> TrainedModel:
-    """The trained model of ``run_dir``, ready to ``predict``."""
+class TrainedModel(ScoringModel):
+    """A trained model with the preprocessing and calibration recorded in its run folder."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.metadata: ModelMetadata = read_metadata(self.run_dir)
+        self.model: AnomalyModel = load_weights(self.run_dir, self.metadata)
+        data = self.metadata.data_config
+        self.name = self.metadata.model
+        self.size = data.size
+        self.intensity = data.intensity
+        self.read_options = ReadOptions(apply_voi_lut=data.apply_voi_lut)
+        self.score_name = self.model.config.default_score
+        self.trained_on = data.spec
+        self._calibrate(self.metadata.calibration, self.run_dir)
+
+    def score_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        inference = self.model.infer(torch.from_numpy(images[:, None]))
+        recon = inference.reconstruction
+        return (
+            inference.scores[self.score_name].numpy(),
+            inference.maps[self.score_name][:, 0].numpy(),
+            None if recon is None else recon[:, 0].numpy(),
+        )
+
+
+class ExportedModel(ScoringModel):
+    """A model exported by ``cxr-anomaly export``, scored through onnxruntime."""
+
+    def __init__(self, export_dir: str | Path) -> None:
+        from cxr_anomaly.export import onnx_session, read_export
+
+        self.export_dir = Path(export_dir)
+        self.description = read_export(self.export_dir)
+        preprocessing = self.description["preprocessing"]
+        self.name = str(self.description["model"])
+        self.size = int(preprocessing["image_size"])
+        self.intensity = str(preprocessing["intensity"])
+        self.read_options = ReadOptions(apply_voi_lut=bool(preprocessing["apply_voi_lut"]))
+        self.score_name = str(self.description["score"])
+        self.trained_on = str(self.description.get("exported_from", self.export_dir))
+        self._calibrate(self.description["calibration"], self.export_dir)
+        self.session = onnx_session(self.export_dir / str(self.description["onnx"]))
+
+    def score_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        outputs = self.session.run(None, {"image": np.ascontiguousarray(images[:, None])})
+        recon = outputs[2][:, 0] if len(outputs) > 2 else None
+        return outputs[0], outputs[1][:, 0], recon
+
+
+def load_model(run_dir: str | Path) -> ScoringModel:
+    """The model of ``run_dir`` (a run folder, or a folder written by ``export``), ready to
+    ``predict``."""
+    from cxr_anomaly.export import EXPORT_FILE
+
+    if (Path(run_dir) / EXPORT_FILE).is_file():
+        return ExportedModel(run_dir)
     return TrainedModel(run_dir)
 
 
@@ -276,7 +335,7 @@ def _row(prediction: Prediction, overlay: str) -> dict[str, str]:
 class _InputFiles(Dataset[dict[str, Any]]):
     """Input files read and preprocessed as the model's training data; errors kept, not raised."""
 
-    def __init__(self, model: TrainedModel, paths: Sequence[str]) -> None:
+    def __init__(self, model: ScoringModel, paths: Sequence[str]) -> None:
         self.model = model
         self.paths = list(paths)
 
@@ -323,7 +382,7 @@ class _PredictModule(L.LightningModule):
 
 
 def _predictions(
-    model: TrainedModel, paths: Sequence[str], outputs: list[dict[str, Any]], threshold: float
+    model: ScoringModel, paths: Sequence[str], outputs: list[dict[str, Any]], threshold: float
 ) -> list[Prediction]:
     """Rows in input order from the (gathered, possibly padded) outputs of ``Trainer.predict``."""
     rows: dict[int, Prediction] = {}
@@ -358,6 +417,43 @@ def _predictions(
     return [rows[i] for i in range(len(paths))]
 
 
+def _lightning_scorer(
+    model: TrainedModel, options: ScoringOptions
+) -> Callable[[DataLoader[dict[str, Any]]], list[dict[str, Any]]]:
+    """Score loaders through ``Trainer.predict`` on the devices of ``options``, gathered."""
+    trainer = scoring_trainer(options)
+    module = _PredictModule(model)
+
+    def score(loader: DataLoader[dict[str, Any]]) -> list[dict[str, Any]]:
+        return gather_outputs(trainer.predict(module, dataloaders=loader) or [])
+
+    return score
+
+
+def _exported_outputs(
+    model: ScoringModel, loader: DataLoader[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The outputs of :class:`_PredictModule`, computed by an exported model, batch by batch."""
+    outputs: list[dict[str, Any]] = []
+    for batch in loader:
+        ok = batch["ok"]
+        images = batch["image"][:, 0][ok]
+        out: dict[str, Any] = {
+            "index": batch["index"],
+            "ok": ok,
+            "error": list(batch["error"]),
+            "patient": list(batch["patient"]),
+            "image": images,
+        }
+        if ok.any():
+            scores, maps, recon = model.score_batch(images.numpy())
+            out["score"] = torch.from_numpy(scores)
+            out["map"] = torch.from_numpy(maps)
+            out["recon"] = None if recon is None else torch.from_numpy(recon)
+        outputs.append(out)
+    return outputs
+
+
 def run_predict(
     run_dir: Path,
     inputs: Sequence[str | Path],
@@ -370,7 +466,9 @@ def run_predict(
     """Predict every input; write overlays and ``predictions.csv`` under ``out``.
 
     Files are read (``num_workers`` loader processes) and scored through Lightning's
-    ``Trainer.predict`` on the devices of ``options``; the first process alone writes. Rows
+    ``Trainer.predict`` on the devices of ``options`` (an exported model, see
+    :mod:`cxr_anomaly.export`, scores through onnxruntime on the CPU); the first process alone
+    writes. Rows
     are saved atomically after each chunk in ``predictions.partial.csv``; an interrupted run,
     started again, skips what it finished. ``predictions.csv`` appears only when all inputs
     have a row. Returns the report on the first process, ``None`` on the others.
@@ -388,15 +486,14 @@ def run_predict(
     done = dict(previous)
     options = options or ScoringOptions(batch_size=batch_size)
     threshold = model.calibration.threshold(specificity)
-    trainer = scoring_trainer(options)
-    module = _PredictModule(model)
+    score_chunk = _lightning_scorer(model, options) if isinstance(model, TrainedModel) else None
     primary = is_global_zero()
     for start in range(0, len(todo), CHUNK):
         chunk = todo[start : start + CHUNK]
         loader = DataLoader(
             _InputFiles(model, chunk), batch_size=options.batch_size, num_workers=num_workers
         )
-        outputs = gather_outputs(trainer.predict(module, dataloaders=loader) or [])
+        outputs = score_chunk(loader) if score_chunk else _exported_outputs(model, loader)
         if not primary:
             continue
         for prediction in _predictions(model, chunk, outputs, threshold):

@@ -424,7 +424,11 @@ class AnatPaste(AnomalyModel):
         return torch.cat([F.normalize(p.float(), dim=1) for p in pooled], dim=1)
 
     def _infer(self, x: torch.Tensor) -> Inference:
-        if not self._warned_unfitted and not bool(self.n_fitted > 0):
+        if (
+            not self._warned_unfitted
+            and not torch.compiler.is_compiling()  # no data-dependent branch in an export
+            and not bool(self.n_fitted > 0)
+        ):
             log.warning("anatpaste: normal Gaussians not fitted yet; distances are to N(0, I)")
             self._warned_unfitted = True
         out = self.net(self.to_signed(x))

@@ -131,6 +131,10 @@ class AnoDDPM(AnomalyModel):
     """AnoDDPM behind the shared interface; registered as ``anoddpm-gaussian/-simplex``."""
 
     model_name = "anoddpm"
+    export_refusal = (
+        "its score is a partial-diffusion loop (noise drawn per image from a seed, then tens to "
+        "hundreds of denoiser calls), not one network pass; the denoiser alone does not score"
+    )
     config_class = AnoDDPMConfig
 
     def __init__(self, config: AnoDDPMConfig, train: TrainConfig | None = None) -> None:

@@ -110,6 +110,8 @@ class AnomalyModel(L.LightningModule, ABC):
     model_name: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]]
     has_reconstruction: ClassVar[bool] = True
+    #: Why the model's scoring cannot be exported as one graph (None: it can).
+    export_refusal: ClassVar[str | None] = None
 
     def __init__(self, config: ModelConfig, train: TrainConfig | None = None) -> None:
         super().__init__()
@@ -122,6 +124,11 @@ class AnomalyModel(L.LightningModule, ABC):
         self.register_buffer("fusion_stats", stats)
 
     # -- the interface -------------------------------------------------------------------------
+
+    @property
+    def exportable(self) -> bool:
+        """Whether ``infer`` is one network pass that ``cxr-anomaly export`` can write."""
+        return self.export_refusal is None
 
     def score_names(self) -> tuple[str, ...]:
         """Names of the scores :meth:`infer` returns; the first is the reference score."""
