@@ -176,6 +176,9 @@ def test_unreadable_files_are_recorded_as_failures(folder: Path, tmp_path: Path)
     assert (report.requested, report.processed, report.failed) == (22, 22, 3)
     assert set(report.errors) == failed
     assert "bad-0001.png" in report.errors["NORMAL/bad-0001.png"]
+    summary = report.summary()
+    assert summary.startswith("22 images: 22 prepared, 0 reused, 3 unreadable, in ")
+    assert "PrepareReport(" not in summary and "e.g. NORMAL/" in summary
     status = cache.status()
     assert {cache.samples[r].sample_id for r in np.flatnonzero(status["failed"])} == failed
     assert int(status["done"].sum()) == 19

@@ -290,8 +290,10 @@ def test_every_bundled_preset_builds_its_model(name: str, preset: str) -> None:
 
 
 def test_a_missing_preset_names_the_models_presets() -> None:
-    with pytest.raises(ConfigError, match="its presets: paper, quick"):
+    with pytest.raises(ConfigError, match="its presets: paper, quick, robust"):
         load_preset("anatpaste", "long")
+    with pytest.raises(ConfigError, match="unknown model 'foo'; choose from bigan, vaegan"):
+        load_preset("foo", "quick")
 
 
 @pytest.mark.parametrize("name", ["bigan", "vaegan"])

@@ -20,16 +20,19 @@ DEFAULT_SPECIFICITIES = (0.9, 0.95, 0.99)
 
 
 MAP_SCALE_PERCENTILE = 99.5
+MAP_FLOOR_PERCENTILE = 50.0
 MAP_SAMPLE_PIXELS = 2_000_000
 
 
 def score_images(
     model: AnomalyModel, images: np.ndarray, batch_size: int = 64
-) -> tuple[dict[str, np.ndarray], float]:
+) -> tuple[dict[str, np.ndarray], float, float]:
     """Every score of ``model`` for images (N, 1, S, S) in [0, 1], in batches, in one process.
 
-    Also returns the map scale: the 99.5th percentile of the default map's pixel values (on
-    at most two million pixels, taken at a fixed stride), used to draw heatmaps on one scale.
+    Also returns the map scale and floor: the 99.5th percentile and the median of the default
+    map's pixel values (on at most two million pixels, taken at a fixed stride). Heatmaps draw
+    the floor (a typical normal pixel) as no red and the scale as full red, so that a map that
+    is never zero on normal images (a feature distance) is not red everywhere.
     """
     parts: dict[str, list[np.ndarray]] = {}
     stride = max(1, images[0].size * len(images) // MAP_SAMPLE_PIXELS) if len(images) else 1
@@ -42,8 +45,11 @@ def score_images(
         amap = inference.maps[model.config.default_score].cpu().numpy().ravel()
         pixels.append(amap[::stride])
     scores = {name: np.concatenate(values) for name, values in parts.items()}
-    scale = float(np.percentile(np.concatenate(pixels), MAP_SCALE_PERCENTILE)) if pixels else 0.0
-    return scores, scale
+    if not pixels:
+        return scores, 0.0, 0.0
+    sample = np.concatenate(pixels)
+    scale, floor = np.percentile(sample, [MAP_SCALE_PERCENTILE, MAP_FLOOR_PERCENTILE])
+    return scores, float(scale), float(floor)
 
 
 @dataclass
@@ -101,7 +107,7 @@ def calibrate(
     specificities: Sequence[float] = DEFAULT_SPECIFICITIES,
 ) -> dict[str, Any]:
     """Calibration of every score of ``model`` on normal validation images (JSON-ready)."""
-    scores, map_scale = score_images(model, normal_images, batch_size)
+    scores, map_scale, map_floor = score_images(model, normal_images, batch_size)
     if model.config.fuse:
         # The fused score's statistics come from its members' scores on these same images.
         members = [scores[name] for name in model.config.fuse]
@@ -109,11 +115,12 @@ def calibrate(
             [float(s.mean()) for s in members],
             [float(s.std(ddof=1)) if len(s) > 1 else 0.0 for s in members],
         )
-        scores, map_scale = score_images(model, normal_images, batch_size)
+        scores, map_scale, map_floor = score_images(model, normal_images, batch_size)
     return {
         "n_images": len(normal_images),
         "split": "val_normal",
         "map_scale": map_scale,
+        "map_floor": map_floor,
         "scores": {
             name: ScoreCalibration.fit(values, specificities).__dict__
             for name, values in scores.items()

@@ -276,6 +276,8 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 def preset_path(model: str, preset: str) -> Path:
     """The bundled preset file for ``model`` (``quick``, ``long`` or ``paper``)."""
+    if model not in BUILTIN_MODELS:
+        raise ConfigError(f"unknown model {model!r}; choose from {', '.join(BUILTIN_MODELS)}")
     name = f"{model}-{preset}.yaml"
     folder = Path(str(resources.files("cxr_anomaly") / "configs"))
     path = folder / name

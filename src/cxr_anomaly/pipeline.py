@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,7 @@ def _context(
     return StudyContext(
         title=title,
         data=data.source.describe(),
+        data_label=data.source.label(),
         protocol=data.protocol.name,
         protocol_description=data.protocol.description,
         split=view.name,
@@ -215,7 +217,7 @@ def evaluate_run(
     examples = select_examples(view, options.n_examples, options.seed)
     result = _model_result(model, metadata, run_dir, view, options, examples)
     baselines = {} if external else _references(data, view, [result])
-    title = f"cxr-anomaly evaluation: {metadata.model} on {data.source.describe()}"
+    title = f"cxr-anomaly evaluation: {metadata.model} on {data.source.label()}"
     context = _context(title, data, view, options, None)
     if not is_global_zero():
         return None
@@ -265,6 +267,7 @@ def run_benchmark(options: BenchmarkOptions) -> dict[str, Any] | None:
 
     Returns the results on the first process; ``None`` on the others of a distributed run.
     """
+    started = time.perf_counter()
     data = PreparedData(options.data)
     data.prepare(progress=options.progress)
     view = data.view(options.split)
@@ -281,8 +284,10 @@ def run_benchmark(options: BenchmarkOptions) -> dict[str, Any] | None:
         run_dir = (options.runs_dir or options.out / "runs") / name
         model, metadata = _trained_model(config, run_dir, options.progress)
         results.append(_model_result(model, metadata, run_dir, view, options, examples))
-    title = f"cxr-anomaly benchmark on {data.source.describe()}"
+    title = f"cxr-anomaly benchmark on {data.source.label()}"
     context = _context(title, data, view, options, options.preset)
     if not is_global_zero():
         return None
-    return write_study(options.out, context, results, examples, _references(data, view, results))
+    references = _references(data, view, results)
+    context.wall_seconds = time.perf_counter() - started
+    return write_study(options.out, context, results, examples, references)

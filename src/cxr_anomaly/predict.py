@@ -123,6 +123,7 @@ class ScoringModel(ABC):
     score_name: str
     calibration: ScoreCalibration
     map_scale: float | None
+    map_floor: float
     #: Where the model was trained (data source), for ``repr`` and reports.
     trained_on: str
 
@@ -134,6 +135,7 @@ class ScoringModel(ABC):
             )
         self.calibration = calibration_for(calibration, self.score_name)
         self.map_scale = float(calibration.get("map_scale") or 0.0) or None
+        self.map_floor = float(calibration.get("map_floor") or 0.0)
 
     def __repr__(self) -> str:
         return (
@@ -208,19 +210,25 @@ class ScoringModel(ABC):
             row.reconstruction = None if recon is None else recon[i]
 
     def overlay(self, prediction: Prediction) -> np.ndarray:
-        """RGB uint8 panels: the image, its red heatmap, and the reconstruction beside them."""
+        """RGB uint8: the image, its red heatmap and (if the model has one) the reconstruction,
+        under a caption with the score, its normal percentile and the decision."""
         if prediction.image is None or prediction.anomaly_map is None:
             raise ValueError("no image to draw for a failed prediction")
         image = prediction.image
-        heat = viz.red_heatmap_overlay(image, prediction.anomaly_map, vmax=self.map_scale)
-        recon = prediction.reconstruction
-        recon_panel = (
-            np.full_like(heat, 0.5) if recon is None else np.repeat(recon[..., None], 3, 2)
+        heat = viz.red_heatmap_overlay(
+            image, prediction.anomaly_map, vmax=self.map_scale, vmin=self.map_floor
         )
-        grey = np.repeat(image[..., None], 3, axis=2)
-        panels = np.concatenate([grey, heat, recon_panel], axis=1)
-        panels = np.repeat(np.repeat(panels, OVERLAY_SCALE, 0), OVERLAY_SCALE, 1)
-        return np.round(np.clip(panels, 0, 1) * 255).astype(np.uint8)
+        panels = [np.repeat(image[..., None], 3, axis=2), heat]
+        labels = ["image", "anomaly map (red)"]
+        if prediction.reconstruction is not None:
+            panels.append(np.repeat(prediction.reconstruction[..., None], 3, axis=2))
+            labels.append("reconstruction")
+        caption = [
+            f"{self.name} ({self.score_name}): {prediction.decision}",
+            f"score {prediction.score:.4g}, threshold {prediction.threshold:.4g}",
+            f"normal percentile {prediction.normal_percentile:.1f}",
+        ]
+        return viz.labelled_panels(panels, labels, caption, scale=OVERLAY_SCALE)
 
 
 class TrainedModel(ScoringModel):

@@ -10,7 +10,7 @@ import json
 import os
 import platform
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ import numpy as np
 from cxr_anomaly import atomic, metrics, report, viz
 from cxr_anomaly.checkpoint import library_versions
 from cxr_anomaly.data.datamodule import SplitView
+from cxr_anomaly.data.images import SUPPORTED_SUFFIXES
 from cxr_anomaly.evaluation import Evaluation, ScoredSplit
 
 RESULTS_FILE = "results.json"
@@ -60,8 +61,26 @@ def select_examples(view: SplitView, count: int = 4, seed: int = 0) -> Examples:
         indices=indices,
         images=view.images(indices)[:, 0],
         masks=view.masks(indices),
-        titles=[f"{classes[i]} | {view.ids[i]}"[:42] for i in indices],
+        titles=[f"{classes[i]}\n{short_id(view.ids[i])}" for i in indices],
     )
+
+
+def short_id(image_id: str, limit: int = 24) -> str:
+    """An image id short enough for a figure label: its file stem, middle elided past ``limit``.
+
+    Example:
+        >>> short_id("test-dev/NORMAL/NORMAL2-IM-0337-0001.jpeg")
+        'NORMAL2-IM-0337-0001'
+        >>> short_id("a-very-long-file-name-from-a-hospital-export.dcm")
+        'a-very-long…pital-export'
+    """
+    stem = PurePosixPath(image_id.replace("\\", "/")).name
+    if PurePosixPath(stem).suffix.lower() in SUPPORTED_SUFFIXES:
+        stem = PurePosixPath(stem).stem
+    if len(stem) <= limit:
+        return stem
+    head = (limit - 1) // 2
+    return f"{stem[:head]}…{stem[len(stem) - (limit - 1 - head) :]}"
 
 
 @dataclass
@@ -83,6 +102,7 @@ class StudyContext:
 
     title: str
     data: str
+    data_label: str
     protocol: str
     protocol_description: str
     split: str
@@ -91,6 +111,8 @@ class StudyContext:
     command: str
     preset: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: Wall-clock seconds of the whole job up to writing its results (data, training, scoring).
+    wall_seconds: float | None = None
 
 
 def machine_description() -> dict[str, Any]:
@@ -118,6 +140,7 @@ def _results_json(
         "image_size": context.image_size,
         "preset": context.preset,
         "command": context.command,
+        "wall_seconds": context.wall_seconds,
         "notes": context.notes,
         "models": {
             r.name: {
@@ -148,21 +171,27 @@ def metrics_rows(results_json: dict[str, Any]) -> list[dict[str, Any]]:
                 "AP [95% CI]": (image["ap"], tuple(image["ap_ci"])),
                 "sens@90%spec": image["sens_at_90spec"],
                 "sens@95%spec": image["sens_at_95spec"],
-                "train s": entry["training"].get("seconds"),
+                "train s": _whole(entry["training"].get("seconds")),
                 "epochs": entry["training"].get("epochs"),
-                "score img/s": entry["images_per_second"],
+                "score img/s": _whole(entry["images_per_second"]),
             }
         )
     for name, entry in results_json.get("baselines", {}).items():
+        fusion = entry.get("kind") == "fusion"
         rows.append(
             {
-                "model": f"{name} ({entry.get('kind', 'trivial')})",
-                "score": "mean z" if entry.get("kind") == "fusion" else name,
+                "model": name if fusion else f"{name} (trivial)",
+                "score": "mean z" if fusion else name,
                 "AUROC [95% CI]": (entry["auroc"], tuple(entry["auroc_ci"])),
                 "AP [95% CI]": (entry["ap"], tuple(entry["ap_ci"])),
             }
         )
     return rows
+
+
+def _whole(value: float | None) -> int | None:
+    """Seconds and throughputs as whole numbers: their decimals are timing noise."""
+    return None if value is None else round(value)
 
 
 def text_table(results_json: dict[str, Any]) -> str:
@@ -240,7 +269,9 @@ def write_study(
     }
     for name, (entry, scores) in baselines.items():
         curves[f"{name} ({entry.get('kind', 'trivial')})"] = (labels, scores)
-    viz.plot_roc(curves, figures / FIGURES["roc"], title=f"ROC: {context.data} ({context.split})")
+    viz.plot_roc(
+        curves, figures / FIGURES["roc"], title=f"ROC: {context.data_label}, {context.split} split"
+    )
     viz.score_histograms(
         {r.name: (r.scored.labels, r.scored.score) for r in results},
         figures / FIGURES["histograms"],
@@ -253,6 +284,11 @@ def write_study(
             figures / FIGURES["grid"],
             masks=examples.masks,
             titles=examples.titles,
+            vmin={
+                r.name: float(r.calibration["map_floor"])
+                for r in results
+                if r.calibration.get("map_floor") is not None
+            },
         )
     if baselines and results:
         _write_reference_scores(out_dir / "scores" / "references.csv", results[0], baselines)

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.gridspec import GridSpec
 from matplotlib.patches import Rectangle
 from numpy.typing import ArrayLike, NDArray
+from PIL import Image, ImageDraw, ImageFont
 
 from cxr_anomaly import atomic, metrics
 
@@ -165,19 +166,26 @@ def plot_roc(
 
 
 def red_heatmap_overlay(
-    image: ArrayLike, amap: ArrayLike, vmax: float | None = None, alpha: float = 0.8
+    image: ArrayLike,
+    amap: ArrayLike,
+    vmax: float | None = None,
+    alpha: float = 0.8,
+    vmin: float = 0.0,
 ) -> NDArray[np.float64]:
     """The grey image with the anomaly map drawn in red on top.
 
-    Per pixel, ``w = alpha * clip(amap / vmax, 0, 1)`` and the output is
-    ``(1 - w) * grey + w * red`` with ``red = (1, 0, 0)``: where the map is zero the pixel is the
-    plain grey image; where it reaches ``vmax`` it is ``alpha`` of the way to pure red.
+    Per pixel, ``w = alpha * clip((amap - vmin) / (vmax - vmin), 0, 1)`` and the output is
+    ``(1 - w) * grey + w * red`` with ``red = (1, 0, 0)``: where the map is at or below ``vmin``
+    the pixel is the plain grey image; where it reaches ``vmax`` it is ``alpha`` of the way to
+    pure red.
 
     Args:
         image: (H, W) grey image in [0, 1] (clipped).
-        amap: (H, W) anomaly map (negative values count as 0).
+        amap: (H, W) anomaly map (values below ``vmin`` count as ``vmin``).
         vmax: map value drawn at full opacity; default the 99th percentile of ``amap``.
         alpha: maximum opacity of the red, in [0, 1].
+        vmin: map value drawn with no red (0, or a typical normal pixel's value for maps that
+            are never zero, such as feature distances).
 
     Returns:
         (H, W, 3) float RGB in [0, 1].
@@ -192,10 +200,50 @@ def red_heatmap_overlay(
         raise ValueError("amap contains NaN or infinite values")
     if vmax is None:
         vmax = float(np.percentile(m, 99.0))
-    weight = alpha * np.clip(m / vmax, 0.0, 1.0) if vmax > 0 else np.zeros_like(m)
+    span = vmax - vmin
+    weight = alpha * np.clip((m - vmin) / span, 0.0, 1.0) if span > 0 else np.zeros_like(m)
     red = np.array([1.0, 0.0, 0.0])
     out = (1.0 - weight)[..., None] * img[..., None] + weight[..., None] * red
     return np.clip(out, 0.0, 1.0)
+
+
+def labelled_panels(
+    panels: Sequence[NDArray[np.float64]],
+    labels: Sequence[str],
+    caption: Sequence[str],
+    scale: int = 4,
+) -> NDArray[np.uint8]:
+    """Panels (H, W, 3) in [0, 1] side by side, enlarged, each labelled, under a caption.
+
+    Used for ``predict``'s per-image overlay PNG: the caption lines (model, score, percentile,
+    decision) above, a label under each panel.
+
+    Returns:
+        (rows, columns, 3) uint8 RGB.
+    """
+    if len(panels) != len(labels):
+        raise ValueError(f"one label per panel: {len(labels)} vs {len(panels)}")
+    row = np.concatenate([np.clip(p, 0.0, 1.0) for p in panels], axis=1)
+    row = np.repeat(np.repeat(row, scale, 0), scale, 1)
+    font_size = 13
+    line = font_size + 5
+    font = ImageFont.load_default(size=font_size)
+    top, bottom = 6 + line * len(caption), line + 6
+    canvas = Image.new("RGB", (row.shape[1], top + row.shape[0] + bottom), "white")
+    canvas.paste(Image.fromarray(np.round(row * 255).astype(np.uint8)), (0, top))
+    draw = ImageDraw.Draw(canvas)
+    for i, text in enumerate(caption):
+        draw.text((6, 4 + i * line), text, fill="black", font=font)
+    width = row.shape[1] // len(panels)
+    for i, text in enumerate(labels):
+        draw.text(
+            (i * width + width // 2, top + row.shape[0] + 3),
+            text,
+            fill="black",
+            font=font,
+            anchor="ma",
+        )
+    return np.asarray(canvas, dtype=np.uint8)
 
 
 def _blank(ax: Axes) -> None:
@@ -222,6 +270,7 @@ def comparison_grid(
     boxes: Sequence[Sequence[tuple[float, float, float, float]]] | None = None,
     titles: Sequence[str] | None = None,
     vmax: Mapping[str, float] | None = None,
+    vmin: Mapping[str, float] | None = None,
 ) -> Path:
     """The reference study's comparison figure: reconstructions on top, red heatmaps below.
 
@@ -238,9 +287,11 @@ def comparison_grid(
         path: output file.
         masks: (K, H, W) boolean masks outlined on the original.
         boxes: per image, a list of ``(x, y, w, h)`` boxes (top-left corner, displayed pixels).
-        titles: per image, a label written at the left (e.g. "opacity (score 0.31)").
+        titles: per image, a label written at the left (e.g. "opacity\\nIM-0337"); each line
+            should fit the height of two panels (about 30 characters).
         vmax: model -> map value drawn at full red. Default per model: the 99th percentile of
             that model's maps over all K images, so heat is comparable across the images.
+        vmin: model -> map value drawn with no red (default 0; see :func:`red_heatmap_overlay`).
 
     Returns:
         ``path``.
@@ -286,7 +337,9 @@ def comparison_grid(
     panel = 1.7  # inches per panel side (scaled by the aspect ratio)
     panel_h = panel * height / width
     gap = 0.12  # relative height of the spacer row between images
-    left_in = 0.95 if titles is not None else 0.6
+    # Titles are written rotated, one column per line, left of the row labels.
+    title_lines = max((str(t).count("\n") + 1 for t in titles), default=1) if titles else 0
+    left_in = 0.6 + 0.19 * title_lines
     top_in, bottom_in, right_in = 0.6, 0.08, 0.08
     fig_w = left_in + n_cols * panel + right_in
     grid_h = panel_h * (2 * k_images + gap * (k_images - 1))
@@ -345,7 +398,10 @@ def comparison_grid(
                 )
             else:
                 rec_axes[c].imshow(np.clip(rec[k], 0.0, 1.0), **grey)
-            overlay = red_heatmap_overlay(orig[k], model_maps[name][k], vmax=scale[name])
+            floor = float(vmin[name]) if vmin is not None and name in vmin else 0.0
+            overlay = red_heatmap_overlay(
+                orig[k], model_maps[name][k], vmax=scale[name], vmin=floor
+            )
             map_axes[c].imshow(overlay, interpolation="nearest")
         rec_axes[0].set_ylabel("Reconstruction", fontsize=9)
         map_axes[0].set_ylabel("Heatmap", fontsize=9)
@@ -354,15 +410,15 @@ def comparison_grid(
             top = rec_axes[0].get_position().y1
             bottom = map_axes[0].get_position().y0
             fig.text(
-                0.08 / fig_w,
+                0.06 / fig_w,
                 (top + bottom) / 2.0,
                 str(titles[k]),
                 rotation=90,
                 ha="left",
                 va="center",
-                fontsize=9.5,
+                multialignment="center",
+                fontsize=8.5,
                 fontweight="bold",
-                wrap=True,
             )
         if k == 0:
             for c, name in enumerate(["Original", *models]):

@@ -57,6 +57,17 @@ class PrepareReport:
     seconds: float
     errors: dict[str, str]
 
+    def summary(self) -> str:
+        """One line for a log: what was asked, made, reused and refused, in how long."""
+        text = (
+            f"{self.requested} images: {self.processed} prepared, {self.reused} reused, "
+            f"{self.failed} unreadable, in {self.seconds:.1f} s"
+        )
+        if self.errors:
+            first = next(iter(self.errors.items()))
+            text += f" (e.g. {first[0]}: {first[1]})"
+        return text
+
 
 @dataclass(frozen=True)
 class _Fingerprint:
@@ -284,7 +295,7 @@ class ImageCache:
             seconds=time.perf_counter() - start,
             errors=failed,
         )
-        log.info("cache %s: %s", self.directory, report)
+        log.info("cache %s: %s", self.directory, report.summary())
         return report
 
     def _check_files_exist(self, todo: list[int]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -77,7 +78,13 @@ class DataSource(ABC):
         return any(s.boxes or s.mask_path for s in self.samples())
 
     def describe(self) -> str:
+        """The source in full (kind and location), for results files and logs."""
         return f"{self.kind}: {self.identity().get('root', '')}"
+
+    def label(self) -> str:
+        """A short name for titles: the kind and the last part of the location."""
+        root = str(self.identity().get("root", ""))
+        return f"{self.kind}: {Path(root).name}" if root else self.kind
 
     def protocol(self, name: str | None = None) -> Protocol:
         """The protocol called ``name`` (the source's default when ``None``)."""

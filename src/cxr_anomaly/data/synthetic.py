@@ -93,4 +93,12 @@ class SyntheticSource(DataSource):
         }
 
     def describe(self) -> str:
-        return f"synthetic phantoms ({self.spec})"
+        spec = self.spec
+        return (
+            f"synthetic phantoms ({spec.n_train} train, {spec.n_val_normal} normal validation, "
+            f"{spec.n_test_normal} normal + {spec.n_test_abnormal} abnormal test; "
+            f"difficulty {spec.difficulty:g}, seed {spec.seed})"
+        )
+
+    def label(self) -> str:
+        return "synthetic phantoms"

@@ -1,0 +1,109 @@
+"""Regenerate the README's result tables (and the demo figures) from results files.
+
+No number in a generated block is typed by hand. A block sits between two markers naming its
+source, relative to the repository root:
+
+    <!-- generated from runs/demo/results.json -->
+    ...replaced on every run...
+    <!-- end generated -->
+
+A ``results.json`` (written by ``demo``, ``benchmark`` or ``evaluate``) becomes its wall-clock
+time and metrics table; a ``.md`` file (the summaries ``benchmarks/`` write) is included as it
+is. A block whose source is missing is left as it is, with a warning. ``--figures RUN`` also
+copies the ROC figure and comparison grid of RUN to ``docs/demo_roc.png`` and
+``docs/demo_grid.png``.
+
+    make demo && .venv/bin/python benchmarks/update_readme.py --figures runs/demo
+    .venv/bin/python benchmarks/update_readme.py --check      # exit 1 if a block is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from cxr_anomaly.study import markdown_table
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(
+    r"(?P<start><!-- generated from (?P<source>[^ ]+) -->\n)"
+    r"(?P<body>.*?)(?P<end><!-- end generated -->)",
+    re.DOTALL,
+)
+FIGURES = {"roc.png": "demo_roc.png", "comparison_grid.png": "demo_grid.png"}
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def render_results(results: dict[str, object]) -> str:
+    """A ``results.json`` as Markdown: its wall-clock time (if recorded) and metrics table."""
+    lines = []
+    wall = results.get("wall_seconds")
+    if isinstance(wall, int | float):
+        lines.append(
+            f"Wall-clock: **{_duration(wall)}** (data, training, scoring and calibration of "
+            f"every model; `{results.get('command', '')}`).\n"
+        )
+    lines.append(markdown_table(results))
+    return "\n".join(lines)
+
+
+def render(source: Path) -> str:
+    """The Markdown a block of ``source`` holds."""
+    if source.suffix == ".json":
+        return render_results(json.loads(source.read_text()))
+    return source.read_text().strip()
+
+
+def update(text: str, root: Path = ROOT) -> tuple[str, list[str], list[str]]:
+    """``text`` with every block regenerated; the sources changed and those missing."""
+    changed: list[str] = []
+    missing: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        name = match["source"]
+        source = root / name
+        if not source.is_file():
+            missing.append(name)
+            return match[0]
+        body = render(source).rstrip("\n") + "\n"
+        if body != match["body"]:
+            changed.append(name)
+        return f"{match['start']}{body}{match['end']}"
+
+    return BLOCK.sub(replace, text), changed, missing
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--readme", default=str(ROOT / "README.md"))
+    parser.add_argument("--figures", help="a demo/benchmark output folder to copy figures from")
+    parser.add_argument("--check", action="store_true", help="only report out-of-date blocks")
+    args = parser.parse_args(argv)
+    readme = Path(args.readme)
+    text, changed, missing = update(readme.read_text(), readme.resolve().parent)
+    for name in missing:
+        print(f"warning: {name} not found; its block is left as it is", file=sys.stderr)
+    if args.check:
+        for name in changed:
+            print(f"out of date: the block generated from {name}")
+        return 1 if changed else 0
+    readme.write_text(text)
+    print(f"{readme}: {len(changed)} block(s) regenerated")
+    if args.figures:
+        figures = Path(args.figures) / "figures"
+        for source, target in FIGURES.items():
+            shutil.copyfile(figures / source, readme.resolve().parent / "docs" / target)
+            print(f"copied {figures / source} to docs/{target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
