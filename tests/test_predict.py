@@ -135,6 +135,8 @@ def test_good_files_are_scored_and_bad_ones_reported(run_dir: Path, tmp_path: Pa
         assert row["score"] == twin["score"]  # identical to a clean run
         assert row["decision"] in {"normal", "abnormal"}
         assert 0.0 <= float(row["normal_percentile"]) <= 100.0
+        assert float(row["input_distance"]) >= 0.0
+        assert row["out_of_distribution"] in {"yes", "no"}
         assert (tmp_path / "out" / row["overlay"]).is_file()
     assert rows[str(tmp_path / "mixed" / "patient7.dcm")]["patient_id"] == "patient7"
     expected = {
@@ -186,6 +188,10 @@ def test_python_api_takes_paths_and_arrays(run_dir: Path, tmp_path: Path) -> Non
     assert from_path.score == pytest.approx(from_array.score, abs=1e-6)
     assert from_path.anomaly_map is not None and from_path.anomaly_map.shape == (32, 32)
     assert "not found" in (missing.error or "")
+    # Noise is unlike every normal calibration image: flagged, whatever its score says.
+    noise = np.random.default_rng(0).random((64, 64))
+    assert model.predict([noise])[0].out_of_distribution is True
+    assert from_path.input_distance is not None and np.isfinite(from_path.input_distance)
     strict = model.predict([path], specificity=0.99)[0]
     assert strict.threshold is not None and strict.threshold >= from_path.threshold  # type: ignore[operator]
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from cxr_anomaly.models.base import AnomalyModel
+from cxr_anomaly.novelty import InputStatistics
 
 DEFAULT_SPECIFICITIES = (0.9, 0.95, 0.99)
 
@@ -121,6 +122,9 @@ def calibrate(
         "split": "val_normal",
         "map_scale": map_scale,
         "map_floor": map_floor,
+        "input_statistics": (
+            InputStatistics.fit(normal_images).to_dict() if len(normal_images) >= 3 else None
+        ),
         "scores": {
             name: ScoreCalibration.fit(values, specificities).__dict__
             for name, values in scores.items()

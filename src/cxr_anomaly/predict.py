@@ -41,6 +41,7 @@ from cxr_anomaly.data.preprocess import preprocess
 from cxr_anomaly.engine import is_global_zero
 from cxr_anomaly.evaluation import ScoringOptions, gather_outputs, scoring_trainer
 from cxr_anomaly.models.base import AnomalyModel
+from cxr_anomaly.novelty import InputStatistics
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ CSV_COLUMNS = (
     "normal_percentile",
     "decision",
     "threshold",
+    "input_distance",
+    "out_of_distribution",
     "model",
     "overlay",
     "error",
@@ -72,6 +75,10 @@ class Prediction:
     normal_percentile: float | None = None
     decision: str | None = None
     threshold: float | None = None
+    #: Mahalanobis distance of the input's global statistics to the normal validation images.
+    input_distance: float | None = None
+    #: Farther than every normal validation image: the score should not be read as a diagnosis.
+    out_of_distribution: bool | None = None
     error: str | None = None
     image: np.ndarray | None = field(default=None, repr=False)
     anomaly_map: np.ndarray | None = field(default=None, repr=False)
@@ -124,6 +131,8 @@ class ScoringModel(ABC):
     calibration: ScoreCalibration
     map_scale: float | None
     map_floor: float
+    #: The normal validation images' global statistics (None for runs calibrated before them).
+    input_statistics: InputStatistics | None
     #: Where the model was trained (data source), for ``repr`` and reports.
     trained_on: str
 
@@ -136,6 +145,8 @@ class ScoringModel(ABC):
         self.calibration = calibration_for(calibration, self.score_name)
         self.map_scale = float(calibration.get("map_scale") or 0.0) or None
         self.map_floor = float(calibration.get("map_floor") or 0.0)
+        stored = calibration.get("input_statistics")
+        self.input_statistics = InputStatistics.from_dict(stored) if stored else None
 
     def __repr__(self) -> str:
         return (
@@ -201,7 +212,13 @@ class ScoringModel(ABC):
         threshold: float,
     ) -> None:
         """Complete ``rows`` from the model's outputs on their images (N, S, S)."""
+        distances = (
+            self.input_statistics.distance(images) if self.input_statistics is not None else None
+        )
         for i, row in enumerate(rows):
+            if distances is not None and self.input_statistics is not None:
+                row.input_distance = float(distances[i])
+                row.out_of_distribution = bool(self.input_statistics.novel(distances[i]))
             row.score = float(scores[i])
             row.normal_percentile = float(self.calibration.percentile(scores[i]))
             row.decision = "abnormal" if scores[i] > threshold else "normal"
@@ -228,6 +245,8 @@ class ScoringModel(ABC):
             f"score {prediction.score:.4g}, threshold {prediction.threshold:.4g}",
             f"normal percentile {prediction.normal_percentile:.1f}",
         ]
+        if prediction.out_of_distribution:
+            caption.append("OUT OF DISTRIBUTION: unlike its normal images; not a diagnosis")
         return viz.labelled_panels(panels, labels, caption, scale=OVERLAY_SCALE)
 
 
@@ -334,6 +353,14 @@ def _row(prediction: Prediction, overlay: str) -> dict[str, str]:
         "normal_percentile": fmt(prediction.normal_percentile),
         "decision": prediction.decision or "",
         "threshold": fmt(prediction.threshold),
+        "input_distance": fmt(prediction.input_distance),
+        "out_of_distribution": (
+            ""
+            if prediction.out_of_distribution is None
+            else "yes"
+            if prediction.out_of_distribution
+            else "no"
+        ),
         "model": prediction.model,
         "overlay": overlay,
         "error": prediction.error or "",

@@ -229,7 +229,9 @@ def labelled_panels(
     line = font_size + 5
     font = ImageFont.load_default(size=font_size)
     top, bottom = 6 + line * len(caption), line + 6
-    canvas = Image.new("RGB", (row.shape[1], top + row.shape[0] + bottom), "white")
+    # Wide enough for the caption (about 7 px per character at this size).
+    width = max(row.shape[1], 7 * max((len(t) for t in caption), default=0) + 12)
+    canvas = Image.new("RGB", (width, top + row.shape[0] + bottom), "white")
     canvas.paste(Image.fromarray(np.round(row * 255).astype(np.uint8)), (0, top))
     draw = ImageDraw.Draw(canvas)
     for i, text in enumerate(caption):
