@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Extra arguments for `cxr-anomaly demo`, e.g. ARGS=--reference (the reference configuration).
 ARGS ?=
 
-.PHONY: install demo test test-all lint typecheck check browser clean
+.PHONY: install demo readme test test-all lint typecheck check browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/cxr-anomaly demo --out runs/demo $(ARGS)
+
+# The README's generated tables and the demo figures, from runs/demo and benchmarks/results.
+readme: $(STAMP)
+	test -f runs/demo/results.json || $(MAKE) demo
+	$(PY) benchmarks/update_readme.py --figures runs/demo
 
 # Headless Chromium for the report-rendering test; best effort, the test skips without it.
 browser:

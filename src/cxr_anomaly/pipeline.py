@@ -26,6 +26,7 @@ from cxr_anomaly.engine import is_global_zero
 from cxr_anomaly.evaluation import ScoringOptions, evaluate_scored, score_split
 from cxr_anomaly.fusion import RULE, fuse, zscores, zscores_against
 from cxr_anomaly.models.base import AnomalyModel
+from cxr_anomaly.models.lungs import drawn_map
 from cxr_anomaly.study import (
     Examples,
     ModelResult,
@@ -61,11 +62,20 @@ class StudyOptions:
             raise ConfigError(f"unknown split {self.split!r}; choose from {', '.join(SPLITS)}")
 
 
-def _add_model_to_examples(model: AnomalyModel, name: str, examples: Examples) -> None:
+def _add_model_to_examples(
+    model: AnomalyModel, name: str, examples: Examples, map_floor: float
+) -> None:
+    """The model's reconstructions and maps of the example images, maps drawn in its region."""
     inference = model.infer(torch.from_numpy(examples.images[:, None]))
     recon = inference.reconstruction
     examples.reconstructions[name] = None if recon is None else recon[:, 0].numpy()
-    examples.maps[name] = inference.maps[model.config.default_score][:, 0].numpy()
+    maps = inference.maps[model.config.default_score][:, 0].numpy()
+    examples.maps[name] = np.stack(
+        [
+            drawn_map(m, image, model.map_region, map_floor)
+            for m, image in zip(maps, examples.images, strict=True)
+        ]
+    )
 
 
 def _model_result(
@@ -82,7 +92,9 @@ def _model_result(
         scored.write_csv(options.out / "scores" / f"{name}.csv")
     masks = view.masks(scored.map_indices) if len(scored.map_indices) else None
     evaluation = evaluate_scored(scored, masks, n_boot=options.n_boot, seed=options.seed)
-    _add_model_to_examples(model, name, examples)
+    _add_model_to_examples(
+        model, name, examples, float(metadata.calibration.get("map_floor") or 0.0)
+    )
     config = {
         "model_params": metadata.model_params,
         "train": metadata.train,

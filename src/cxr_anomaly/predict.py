@@ -41,6 +41,7 @@ from cxr_anomaly.data.preprocess import preprocess
 from cxr_anomaly.engine import is_global_zero
 from cxr_anomaly.evaluation import ScoringOptions, gather_outputs, scoring_trainer
 from cxr_anomaly.models.base import AnomalyModel
+from cxr_anomaly.models.lungs import drawn_map
 from cxr_anomaly.novelty import InputStatistics
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,8 @@ class ScoringModel(ABC):
     map_floor: float
     #: The normal validation images' global statistics (None for runs calibrated before them).
     input_statistics: InputStatistics | None
+    #: Where heatmaps are drawn (see ``AnomalyModel.map_region``).
+    map_region: str | None
     #: Where the model was trained (data source), for ``repr`` and reports.
     trained_on: str
 
@@ -232,9 +235,8 @@ class ScoringModel(ABC):
         if prediction.image is None or prediction.anomaly_map is None:
             raise ValueError("no image to draw for a failed prediction")
         image = prediction.image
-        heat = viz.red_heatmap_overlay(
-            image, prediction.anomaly_map, vmax=self.map_scale, vmin=self.map_floor
-        )
+        amap = drawn_map(prediction.anomaly_map, image, self.map_region, self.map_floor)
+        heat = viz.red_heatmap_overlay(image, amap, vmax=self.map_scale, vmin=self.map_floor)
         panels = [np.repeat(image[..., None], 3, axis=2), heat]
         labels = ["image", "anomaly map (red)"]
         if prediction.reconstruction is not None:
@@ -263,6 +265,7 @@ class TrainedModel(ScoringModel):
         self.intensity = data.intensity
         self.read_options = ReadOptions(apply_voi_lut=data.apply_voi_lut)
         self.score_name = self.model.config.default_score
+        self.map_region = self.model.map_region
         self.trained_on = data.spec
         self._calibrate(self.metadata.calibration, self.run_dir)
 
@@ -290,6 +293,7 @@ class ExportedModel(ScoringModel):
         self.intensity = str(preprocessing["intensity"])
         self.read_options = ReadOptions(apply_voi_lut=bool(preprocessing["apply_voi_lut"]))
         self.score_name = str(self.description["score"])
+        self.map_region = self.description.get("map_region")
         self.trained_on = str(self.description.get("exported_from", self.export_dir))
         self._calibrate(self.description["calibration"], self.export_dir)
         self.session = onnx_session(self.export_dir / str(self.description["onnx"]))

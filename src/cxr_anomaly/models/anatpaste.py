@@ -226,6 +226,7 @@ class AnatPaste(AnomalyModel):
     model_name = "anatpaste"
     config_class = AnatPasteConfig
     has_reconstruction = False
+    map_region = "lungs"  # it looks for in-lung anomalies; the 4x4 map spills past the body
 
     embed_mean: torch.Tensor
     embed_precision: torch.Tensor

@@ -110,6 +110,8 @@ class AnomalyModel(L.LightningModule, ABC):
     model_name: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]]
     has_reconstruction: ClassVar[bool] = True
+    #: Where its heatmaps are drawn (a name of ``lungs.MAP_REGIONS``; None: the whole image).
+    map_region: ClassVar[str | None] = None
     #: Why the model's scoring cannot be exported as one graph (None: it can).
     export_refusal: ClassVar[str | None] = None
 
