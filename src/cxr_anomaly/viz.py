@@ -123,7 +123,8 @@ def plot_roc(
     """
     if not curves:
         raise ValueError("plot_roc needs at least one curve")
-    fig = Figure(figsize=(6.4, 5.6))
+    # The legend goes below the axes, one row per curve, so that it never hides a curve.
+    fig = Figure(figsize=(6.4, 6.0 + 0.13 * len(curves)), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     ax.plot([0, 1], [0, 1], linestyle="--", color="#1f2a6b", linewidth=1.5, zorder=1)
     entries = []
@@ -140,12 +141,12 @@ def plot_roc(
         )
         entries.append((auc, i, line))
     entries.sort(key=lambda e: (-e[0], e[1]))
-    ax.legend(
+    fig.legend(
         handles=[e[2] for e in entries],
-        loc="lower right",
+        loc="outside lower center",
+        ncols=2,
         fontsize=10,
-        frameon=True,
-        framealpha=0.95,
+        frameon=False,
     )
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
@@ -156,7 +157,6 @@ def plot_roc(
     ax.tick_params(labelsize=10)
     if title:
         ax.set_title(title, fontsize=13)
-    fig.tight_layout()
     return save_figure(fig, path)
 
 
