@@ -68,6 +68,18 @@ class AnoDDPMConfig(ModelConfig):
     scaled with the image size). Gaussian noise leaves an image's coarse structure in place
     and destroys its fine texture, which the reconstruction then invents anew: the plain L1
     error measures mostly how much texture an image has, the blurred one what the model changed.
+
+    Training draws timesteps below ``depth`` with ``train_below_depth``, else below
+    ``train_timesteps`` (the reference's ``sample_distance``, 800 of 2000), else below
+    ``timesteps``; ``gradient_clip_norm`` clips the gradient norm before each step.
+
+    ``num_head_channels`` is one value or one per level (the reference's two heads per
+    attention block are half of each level's channels); ``resblock_updown`` down- and upsamples
+    inside residual blocks, as the reference's ``biggan_updown`` does.
+
+    ``simplex_normalise`` scales the simplex octave sum to unit variance (as Gaussian noise
+    has, which the DDPM schedule assumes); ``false`` adds the raw octave sum, as the reference
+    code does (standard deviation about 0.5 at its six octaves and persistence 0.8).
     """
 
     image_size: int = 64
@@ -75,8 +87,9 @@ class AnoDDPMConfig(ModelConfig):
     channels: tuple[int, ...] = (64, 128, 192, 256)
     attention_levels: tuple[bool, ...] = (False, False, True, True)
     num_res_blocks: int = 2
-    num_head_channels: int = 64
+    num_head_channels: int | tuple[int, ...] = 64
     norm_num_groups: int = 32
+    resblock_updown: bool = False
     timesteps: int = 2000
     schedule: str = "linear_beta"
     beta_start: float = 0.00005
@@ -84,6 +97,8 @@ class AnoDDPMConfig(ModelConfig):
     lr: float = 1e-4
     ema_decay: float | None = 0.9999
     train_below_depth: bool = False
+    train_timesteps: int | None = None
+    gradient_clip_norm: float | None = None
     depth: int = 200
     sampler: str = "ddpm"
     stride: int = 1
@@ -92,6 +107,7 @@ class AnoDDPMConfig(ModelConfig):
     simplex_octaves: int = 6
     simplex_persistence: float = 0.8
     simplex_frequency: float = 64.0
+    simplex_normalise: bool = True
     inference_bf16: bool = True
     noise_seed: int = 0
     uncertainty: bool = False
@@ -107,6 +123,17 @@ class AnoDDPMConfig(ModelConfig):
                 raise ValueError(f"depth {depth} must be between 1 and timesteps")
         if self.lowpass_sigma < 0:
             raise ValueError(f"lowpass_sigma must be >= 0, got {self.lowpass_sigma}")
+        if self.train_timesteps is not None and not 1 <= self.train_timesteps <= self.timesteps:
+            raise ValueError("train_timesteps must be between 1 and timesteps")
+        if self.gradient_clip_norm is not None and self.gradient_clip_norm <= 0:
+            raise ValueError("gradient_clip_norm must be > 0 (or null: no clipping)")
+
+    @property
+    def training_t_limit(self) -> int:
+        """Training draws timesteps in ``[0, training_t_limit)``."""
+        if self.train_below_depth:
+            return self.depth
+        return self.train_timesteps or self.timesteps
 
     @property
     def simplex(self) -> SimplexParams:
@@ -149,6 +176,7 @@ class AnoDDPM(AnomalyModel):
             num_res_blocks=config.num_res_blocks,
             num_head_channels=config.num_head_channels,
             norm_num_groups=config.norm_num_groups,
+            resblock_updown=config.resblock_updown,
         )
         self.scheduler = DDPMScheduler(
             num_train_timesteps=config.timesteps,
@@ -175,7 +203,9 @@ class AnoDDPM(AnomalyModel):
             return torch.randn_like(x)
         generator = torch.Generator(device=x.device)
         generator.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
-        return simplex_noise_like(x.float(), t, generator, self.cfg.simplex).to(x.dtype)
+        return simplex_noise_like(
+            x.float(), t, generator, self.cfg.simplex, self.cfg.simplex_normalise
+        ).to(x.dtype)
 
     def _per_image_noise(self, x: torch.Tensor) -> Any:
         """A noise function for :func:`partial_diffusion` drawing each image's noise alone."""
@@ -196,6 +226,7 @@ class AnoDDPM(AnomalyModel):
                 t,
                 (shape[2], shape[3]),
                 self.cfg.simplex,
+                self.cfg.simplex_normalise,
                 device=x.device,
             )
 
@@ -205,8 +236,7 @@ class AnoDDPM(AnomalyModel):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x0 = self.to_signed(self.training_images(batch)[0])
-        high = self.cfg.depth if self.cfg.train_below_depth else self.cfg.timesteps
-        t = torch.randint(0, high, (x0.shape[0],), device=x0.device)
+        t = torch.randint(0, self.cfg.training_t_limit, (x0.shape[0],), device=x0.device)
         noise = self._training_noise(x0, t)
         loss = self._loss(self.unet, x0, noise, t)
         self.log("train/loss", loss.detach(), prog_bar=True)
@@ -232,6 +262,11 @@ class AnoDDPM(AnomalyModel):
         x0 = (x_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
         return x0.clamp(-1, 1)
 
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clip the gradient norm (``gradient_clip_norm``; the reference clips at 1)."""
+        if self.cfg.gradient_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.unet.parameters(), self.cfg.gradient_clip_norm)
+
     def update_ema(self) -> None:
         if self.ema is not None:
             self.ema.update(self.unet)
@@ -241,13 +276,15 @@ class AnoDDPM(AnomalyModel):
         the model's own kind of noise drawn from a generator seeded by the batch index."""
         x0 = self.to_signed(self.batch_images(batch))
         net = self.test_unet()
-        high = self.cfg.depth if self.cfg.train_below_depth else self.cfg.timesteps
+        high = self.cfg.training_t_limit
         generator = torch.Generator(device=x0.device).manual_seed(batch_idx)
         t = torch.linspace(0, high - 1, x0.shape[0], device=x0.device).long()
         if self.cfg.noise == "gaussian":
             noise = torch.randn(x0.shape, generator=generator, device=x0.device)
         else:
-            noise = simplex_noise_like(x0.float(), t, generator, self.cfg.simplex)
+            noise = simplex_noise_like(
+                x0.float(), t, generator, self.cfg.simplex, self.cfg.simplex_normalise
+            )
         loss = self._loss(net, x0, noise, t)
         self.log("val_loss", loss, prog_bar=True, sync_dist=True)
 

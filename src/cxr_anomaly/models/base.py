@@ -87,6 +87,30 @@ class Inference:
     scores: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+def normal_init(
+    module: torch.nn.Module,
+    std: float,
+    layers: tuple[type[torch.nn.Module], ...] = (torch.nn.Conv2d, torch.nn.ConvTranspose2d),
+    batchnorm_std: float | None = None,
+) -> None:
+    """DCGAN-style initialisation: weights of ``layers`` N(0, std) with zero biases, and with
+    ``batchnorm_std`` BatchNorm scales N(1, batchnorm_std) with zero shifts."""
+    for layer in module.modules():
+        weight, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
+        if not isinstance(weight, torch.Tensor):
+            continue
+        if isinstance(layer, layers):
+            torch.nn.init.normal_(weight, 0.0, std)
+        elif batchnorm_std is not None and isinstance(
+            layer, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d
+        ):
+            torch.nn.init.normal_(weight, 1.0, batchnorm_std)
+        else:
+            continue
+        if isinstance(bias, torch.Tensor):
+            torch.nn.init.zeros_(bias)
+
+
 def add_lowpass_score(
     result: Inference, name: str, x: torch.Tensor, reconstruction: torch.Tensor, sigma: float
 ) -> None:

@@ -21,6 +21,16 @@ within a CPU-sized training budget instead of only a sample with a similar laten
 log-variance, trains the consistency term as a Gaussian likelihood and adds the
 uncertainty-normalised score (see ``models/uncertainty.py``).
 
+``fm_reduction: sum`` weighs the two terms of ``fm`` as EGBAD does, as L1 norms (sums over the
+pixels, in [-1, 1], and over the features); ``mean`` (ours) averages them, which keeps their
+relative weight independent of the image size. ``separate_batches`` splits each loaded batch in
+two halves: the discriminator steps on the first, the encoder and generator on the second, as
+the reference steps them on two differently shuffled batches.
+
+``init_std`` initialises every convolution and dense kernel N(0, init_std) (the reference's
+0.02); ``batchnorm_momentum`` and ``batchnorm_eps`` are PyTorch's (TensorFlow's defaults, which
+the reference uses, are momentum 0.01 and eps 1e-3 here).
+
 ``lowpass_sigma`` > 0 adds the score ``lowpass``: the L1 error of image and reconstruction both
 blurred with that sigma (pixels at 64x64, scaled with the size); see ``add_lowpass_score``.
 """
@@ -35,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxr_anomaly.config import TrainConfig
-from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig
+from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig, normal_init
 from cxr_anomaly.models.ema import EMA
 from cxr_anomaly.models.uncertainty import (
     add_uncertainty_score,
@@ -64,11 +74,18 @@ class BiGANConfig(ModelConfig):
     consistency_weight: float = 0.0
     uncertainty: bool = False
     lowpass_sigma: float = 0.0
+    fm_reduction: str = "mean"
+    separate_batches: bool = False
+    init_std: float | None = None
+    batchnorm_momentum: float = 0.1
+    batchnorm_eps: float = 1e-5
     default_score: str = "l1"
 
     def __post_init__(self) -> None:
         if self.lowpass_sigma < 0:
             raise ValueError(f"lowpass_sigma must be >= 0, got {self.lowpass_sigma}")
+        if self.fm_reduction not in ("mean", "sum"):
+            raise ValueError(f"fm_reduction must be mean or sum, got {self.fm_reduction!r}")
 
 
 class BiGANEncoder(nn.Module):
@@ -193,6 +210,12 @@ class BiGAN(AnomalyModel):
             if config.image_size % 2**depth:
                 raise ValueError(f"image_size must be divisible by the {name}'s total stride")
         self.nets = BiGANNets(config)
+        if config.init_std is not None:  # the reference: every kernel N(0, 0.02)
+            layers = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+            normal_init(self.nets, config.init_std, layers=layers)
+        for layer in self.nets.modules():
+            if isinstance(layer, nn.BatchNorm1d | nn.BatchNorm2d):
+                layer.momentum, layer.eps = config.batchnorm_momentum, config.batchnorm_eps
         self.ema = EMA(self.nets, config.ema_decay) if config.ema_decay else None
         self.automatic_optimization = False
 
@@ -213,20 +236,28 @@ class BiGAN(AnomalyModel):
         opt_e, opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined]
         nets = self.nets
         x = self.to_signed(self.training_images(batch)[0])
+        if self.cfg.separate_batches:  # the reference's D step and G/E step see other images
+            half = x.shape[0] // 2
+            x_d, x = x[:half], x[half : 2 * half]
+        else:
+            x_d = x
         z = torch.randn(x.shape[0], self.cfg.latent_dim, device=x.device)
         ones = torch.ones(x.shape[0], device=x.device)
         zeros = torch.zeros_like(ones)
         bce = F.binary_cross_entropy_with_logits
 
-        z_hat = nets.encoder(x)
-        x_gen = nets.generator(z)
-        real_logit, _ = nets.discriminator(x, z_hat.detach())
-        fake_logit, _ = nets.discriminator(x_gen.detach(), z)
+        z_d = z if x_d is x else torch.randn_like(z)
+        z_hat = nets.encoder(x_d)
+        x_gen = nets.generator(z_d)
+        real_logit, _ = nets.discriminator(x_d, z_hat.detach())
+        fake_logit, _ = nets.discriminator(x_gen.detach(), z_d)
         loss_d = bce(real_logit, ones) + bce(fake_logit, zeros)
         opt_d.zero_grad()
         self.set_gradients(loss_d, nets.discriminator)
         opt_d.step()
 
+        if x_d is not x:
+            z_hat, x_gen = nets.encoder(x), nets.generator(z)
         nets.discriminator.requires_grad_(False)
         real_logit, _ = nets.discriminator(x, z_hat)
         fake_logit, _ = nets.discriminator(x_gen, z)
@@ -282,8 +313,13 @@ class BiGAN(AnomalyModel):
             add_uncertainty_score(result, signed - recon_signed, logvar)
         _, feat_real = nets.discriminator(signed, z_hat)
         _, feat_recon = nets.discriminator(recon_signed, z_hat)
-        feature_term = (feat_real - feat_recon).abs().mean(1)
         w = self.cfg.fm_weight
+        if self.cfg.fm_reduction == "sum":  # EGBAD: L1 norms, pixels in [-1, 1]
+            pixel_term = (signed - recon_signed).abs().flatten(1).sum(1)
+            feature_term = (feat_real - feat_recon).abs().sum(1)
+        else:
+            pixel_term = result.scores["l1"]
+            feature_term = (feat_real - feat_recon).abs().mean(1)
         result.maps["fm"] = result.maps["l1"]
-        result.scores["fm"] = (1 - w) * result.scores["l1"] + w * feature_term
+        result.scores["fm"] = (1 - w) * pixel_term + w * feature_term
         return result

@@ -1,13 +1,14 @@
 """VAE-GAN (Larsen et al., "Autoencoding beyond pixels using a learned similarity metric", 2016).
 
 A VAE whose reconstruction loss is measured in the feature space of a GAN discriminator. The
-"paper" preset is the reference study's 64x64 configuration: encoder of three 5x5 stride-2
-convolutions (64, 128, 256) with BatchNorm and LeakyReLU(0.2), a 2048-unit dense layer, latent
-128; decoder mirrored with transposed convolutions and tanh; discriminator of 5x5 convolutions
-(32, 128, 256, 256) whose last convolutional features give the learned similarity; RMSprop at
-3e-4 (discriminator 0.1 of that), feature-reconstruction weight gamma 15, inputs in [-1, 1].
+defaults are the sizes of the reference study's 64x64 configuration: encoder of three 5x5
+stride-2 convolutions (64, 128, 256) with BatchNorm and LeakyReLU(0.2), a 2048-unit dense layer,
+latent 128; decoder of transposed convolutions and tanh; discriminator of 5x5 convolutions (32,
+128, 256, 256) whose last convolutional features give the learned similarity; RMSprop at 3e-4
+(discriminator 0.1 of that), feature-reconstruction weight gamma 15, inputs in [-1, 1]. The
+``paper`` preset adds the port's own layer details and losses (below).
 
-Losses per step (means over elements, as in the common PyTorch port the study used):
+Losses per step (``losses: ours``, means over elements):
     discriminator: BCE(D(x), 1) + BCE(D(x~), 0) + BCE(D(G(z_p)), 0)
     encoder:       KL(q(z|x) || N(0, I)) + encoder_feature_weight * ||Dis_l(x~) - Dis_l(x)||^2
     decoder:       gamma * ||Dis_l(x~) - Dis_l(x)||^2 + BCE(D(x~), 1) + BCE(D(G(z_p)), 1)
@@ -21,6 +22,15 @@ input, and the CPU-quick preset does not have that time.
 log-variance ``s``; the pixel term becomes ``mean(exp(-s) (x - x~)^2 + s)`` and the extra score
 ``uncertainty`` is the mean of ``exp(-s) (x - x~)^2``, the error normalised by how uncertain the
 model is at each pixel of normal images.
+
+The port's own details are options, all set by the ``paper`` preset: ``decoder_channels``
+(256, 256, 128, 32) and ``decoder_kernel`` 6 (ours mirrors the encoder, 5x5), ``leaky_slope``
+0.2 in the decoder and discriminator (ours: ReLU), ``batchnorm_momentum`` 0.9 (PyTorch's
+convention, as the port writes it), ``init_std`` 0.02 (encoder and decoder N(0, 0.02), BatchNorm
+N(1, 0.02); the port's trained discriminator keeps PyTorch's default), and ``losses: port``:
+discriminator, then decoder with the saturating ``gamma * rec - gan`` loss through the updated
+discriminator, then encoder (KL + 5 * rec) on a fresh forward pass, in that order (ours: one
+graph, the non-saturating BCE losses listed above, encoder and decoder stepped together).
 
 ``lowpass_sigma`` > 0 adds the score ``lowpass``: the L1 error of image and reconstruction both
 blurred with that sigma (pixels at 64x64, scaled with the size); see ``add_lowpass_score``.
@@ -37,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxr_anomaly.config import TrainConfig
-from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig
+from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig, normal_init
 from cxr_anomaly.models.uncertainty import (
     add_uncertainty_score,
     heteroscedastic_loss,
@@ -63,25 +73,56 @@ class VAEGANConfig(ModelConfig):
     pixel_weight: float = 0.0
     uncertainty: bool = False
     lowpass_sigma: float = 0.0
+    decoder_channels: tuple[int, ...] | None = None
+    decoder_kernel: int = 5
+    leaky_slope: float = 0.0
+    batchnorm_momentum: float = 0.1
+    init_std: float | None = None
+    losses: str = "ours"
 
     def __post_init__(self) -> None:
         if self.lowpass_sigma < 0:
             raise ValueError(f"lowpass_sigma must be >= 0, got {self.lowpass_sigma}")
+        if self.losses not in LOSS_FORMS:
+            raise ValueError(f"losses must be one of {LOSS_FORMS}, got {self.losses!r}")
+        if self.decoder_channels is not None and (
+            len(self.decoder_channels) != len(self.encoder_channels) + 1
+        ):
+            raise ValueError("decoder_channels needs one more entry than encoder_channels")
+
+    @property
+    def decoder_widths(self) -> tuple[int, ...]:
+        """The decoder's widths: the dense layer's, then each transposed convolution's."""
+        if self.decoder_channels is not None:
+            return tuple(self.decoder_channels)
+        return (*self.encoder_channels[::-1], self.encoder_channels[0] // 2)
 
 
-def _conv_block(c_in: int, c_out: int, stride: int, slope: float, norm: bool = True) -> nn.Module:
+LOSS_FORMS = ("ours", "port")
+
+
+def _activation(slope: float) -> nn.Module:
+    return nn.LeakyReLU(slope) if slope > 0 else nn.ReLU()
+
+
+def _conv_block(
+    c_in: int, c_out: int, stride: int, slope: float, momentum: float, norm: bool = True
+) -> nn.Module:
     layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 5, stride, 2, bias=not norm)]
     if norm:
-        layers.append(nn.BatchNorm2d(c_out))
-    layers.append(nn.LeakyReLU(slope) if slope > 0 else nn.ReLU())
+        layers.append(nn.BatchNorm2d(c_out, momentum=momentum))
+    layers.append(_activation(slope))
     return nn.Sequential(*layers)
 
 
-def _up_block(c_in: int, c_out: int) -> nn.Module:
+def _up_block(c_in: int, c_out: int, kernel: int, slope: float, momentum: float) -> nn.Module:
+    """A stride-2 transposed convolution that doubles the side for any kernel size."""
     return nn.Sequential(
-        nn.ConvTranspose2d(c_in, c_out, 5, 2, 2, output_padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(),
+        nn.ConvTranspose2d(
+            c_in, c_out, kernel, 2, (kernel - 1) // 2, output_padding=kernel % 2, bias=False
+        ),
+        nn.BatchNorm2d(c_out, momentum=momentum),
+        _activation(slope),
     )
 
 
@@ -91,14 +132,15 @@ class VAEGANEncoder(nn.Module):
     def __init__(self, cfg: VAEGANConfig) -> None:
         super().__init__()
         channels = (1, *cfg.encoder_channels)
+        momentum = cfg.batchnorm_momentum
         self.convs = nn.Sequential(
-            *(_conv_block(a, b, 2, 0.2) for a, b in itertools.pairwise(channels))
+            *(_conv_block(a, b, 2, 0.2, momentum) for a, b in itertools.pairwise(channels))
         )
         side = cfg.image_size // 2 ** len(cfg.encoder_channels)
         self.dense = nn.Sequential(
             nn.Flatten(),
             nn.Linear(channels[-1] * side * side, cfg.dense_units, bias=False),
-            nn.BatchNorm1d(cfg.dense_units),
+            nn.BatchNorm1d(cfg.dense_units, momentum=momentum),
             nn.LeakyReLU(0.2),
         )
         self.mu = nn.Linear(cfg.dense_units, cfg.latent_dim)
@@ -114,16 +156,22 @@ class VAEGANDecoder(nn.Module):
 
     def __init__(self, cfg: VAEGANConfig) -> None:
         super().__init__()
-        top = cfg.encoder_channels[-1]
+        channels = cfg.decoder_widths
+        top = channels[0]
         self.side = cfg.image_size // 2 ** len(cfg.encoder_channels)
         self.top = top
+        momentum, slope = cfg.batchnorm_momentum, cfg.leaky_slope
         self.dense = nn.Sequential(
             nn.Linear(cfg.latent_dim, top * self.side * self.side, bias=False),
-            nn.BatchNorm1d(top * self.side * self.side),
-            nn.ReLU(),
+            nn.BatchNorm1d(top * self.side * self.side, momentum=momentum),
+            _activation(slope),
         )
-        channels = (*cfg.encoder_channels[::-1], cfg.encoder_channels[0] // 2)
-        self.ups = nn.Sequential(*(_up_block(a, b) for a, b in itertools.pairwise(channels)))
+        self.ups = nn.Sequential(
+            *(
+                _up_block(a, b, cfg.decoder_kernel, slope, momentum)
+                for a, b in itertools.pairwise(channels)
+            )
+        )
         self.out = nn.Conv2d(channels[-1], 2 if cfg.uncertainty else 1, 5, 1, 2)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -141,16 +189,17 @@ class VAEGANDiscriminator(nn.Module):
     def __init__(self, cfg: VAEGANConfig) -> None:
         super().__init__()
         first, *rest = cfg.discriminator_channels
-        layers = [_conv_block(1, first, 1, 0.0, norm=False)]
+        momentum, slope = cfg.batchnorm_momentum, cfg.leaky_slope
+        layers = [_conv_block(1, first, 1, slope, momentum, norm=False)]
         channels = (first, *rest)
-        layers += [_conv_block(a, b, 2, 0.0) for a, b in itertools.pairwise(channels)]
+        layers += [_conv_block(a, b, 2, slope, momentum) for a, b in itertools.pairwise(channels)]
         self.features = nn.Sequential(*layers)
         side = cfg.image_size // 2 ** len(rest)
         self.head = nn.Sequential(
             nn.Flatten(),
             nn.Linear(channels[-1] * side * side, cfg.discriminator_dense, bias=False),
-            nn.BatchNorm1d(cfg.discriminator_dense),
-            nn.ReLU(),
+            nn.BatchNorm1d(cfg.discriminator_dense, momentum=momentum),
+            _activation(slope),
             nn.Linear(cfg.discriminator_dense, 1),
         )
 
@@ -177,6 +226,9 @@ class VAEGAN(AnomalyModel):
         self.encoder = VAEGANEncoder(config)
         self.decoder = VAEGANDecoder(config)
         self.discriminator = VAEGANDiscriminator(config)
+        if config.init_std is not None:  # the port initialises these two, not its discriminator
+            for net in (self.encoder, self.decoder):
+                normal_init(net, config.init_std, batchnorm_std=config.init_std)
         self.automatic_optimization = False
 
     def own_score_names(self) -> tuple[str, ...]:
@@ -209,8 +261,11 @@ class VAEGAN(AnomalyModel):
         return {"mu": mu, "x_tilde": x_tilde, "x_prior": x_prior, "kl": kl, "pixel": pixel}
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        opt_e, opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined]
         x = self.to_signed(self.training_images(batch)[0])
+        if self.cfg.losses == "port":
+            self._port_step(x)
+            return
+        opt_e, opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined]
         out = self._losses(x)
         x_tilde, x_prior = out["x_tilde"], out["x_prior"]
         ones = torch.ones(x.shape[0], device=x.device)
@@ -254,6 +309,63 @@ class VAEGAN(AnomalyModel):
                 "train/feature": feature_loss.detach(),
                 "train/gan_g": gan_g.detach(),
                 "train/pixel": pixel_loss.detach(),
+            },
+            prog_bar=False,
+        )
+
+    def _discriminator_bce(
+        self, x: torch.Tensor, x_tilde: torch.Tensor, x_prior: torch.Tensor
+    ) -> torch.Tensor:
+        """BCE(D(x), 1) + BCE(D(x~), 0) + BCE(D(G(z_p)), 0)."""
+        ones = torch.ones(x.shape[0], device=x.device)
+        zeros = torch.zeros_like(ones)
+        bce = F.binary_cross_entropy_with_logits
+        return (
+            bce(self.discriminator(x)[0], ones)
+            + bce(self.discriminator(x_tilde)[0], zeros)
+            + bce(self.discriminator(x_prior)[0], zeros)
+        )
+
+    def _port_step(self, x: torch.Tensor) -> None:
+        """One step as the PyTorch port the study used: discriminator, then decoder with the
+        saturating ``gamma * rec - gan`` loss through the updated discriminator, then encoder
+        (KL + 5 * rec) on a fresh forward pass with a new latent sample."""
+        opt_e, opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined]
+        out = self._losses(x)
+        x_tilde, x_prior = out["x_tilde"], out["x_prior"]
+        loss_d = self._discriminator_bce(x, x_tilde.detach(), x_prior.detach())
+        opt_d.zero_grad()
+        self.set_gradients(loss_d, self.discriminator)
+        opt_d.step()
+
+        self.discriminator.requires_grad_(False)
+        gan = self._discriminator_bce(x, x_tilde, x_prior)
+        feature_loss = F.mse_loss(self.discriminator(x_tilde)[1], self.discriminator(x)[1])
+        loss_g = self.cfg.gamma * feature_loss - gan + self.cfg.pixel_weight * out["pixel"]
+        opt_g.zero_grad()
+        self.set_gradients(loss_g, self.decoder)
+        opt_g.step()
+
+        fresh = self._losses(x)
+        encoder_feature = F.mse_loss(
+            self.discriminator(fresh["x_tilde"])[1], self.discriminator(x)[1]
+        )
+        self.discriminator.requires_grad_(True)
+        loss_e = (
+            self.cfg.kl_weight * fresh["kl"]
+            + self.cfg.encoder_feature_weight * encoder_feature
+            + self.cfg.pixel_weight * fresh["pixel"]
+        )
+        opt_e.zero_grad()
+        self.set_gradients(loss_e, self.encoder)
+        opt_e.step()
+        self.log_dict(
+            {
+                "train/loss_d": loss_d.detach(),
+                "train/kl": fresh["kl"].detach(),
+                "train/feature": feature_loss.detach(),
+                "train/gan_g": (-gan).detach(),
+                "train/pixel": out["pixel"].detach(),
             },
             prog_bar=False,
         )
