@@ -388,9 +388,12 @@ def _report_sections(
     timing = [
         {
             "model": name,
-            **entry["training"],
-            "scoring s": entry["scoring_seconds"],
-            "score img/s": entry["images_per_second"],
+            **{
+                key: _whole(value) if key == "seconds" else value
+                for key, value in entry["training"].items()
+            },
+            "scoring s": _whole(entry["scoring_seconds"]),
+            "score img/s": _whole(entry["images_per_second"]),
         }
         for name, entry in models.items()
     ]
