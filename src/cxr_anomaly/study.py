@@ -268,7 +268,7 @@ def write_study(
         r.name: (r.scored.labels, r.scored.score) for r in results
     }
     for name, (entry, scores) in baselines.items():
-        curves[f"{name} ({entry.get('kind', 'trivial')})"] = (labels, scores)
+        curves[name if entry.get("kind") == "fusion" else f"{name} (trivial)"] = (labels, scores)
     viz.plot_roc(
         curves, figures / FIGURES["roc"], title=f"ROC: {context.data_label}, {context.split} split"
     )

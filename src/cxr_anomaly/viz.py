@@ -124,7 +124,7 @@ def plot_roc(
     if not curves:
         raise ValueError("plot_roc needs at least one curve")
     # The legend goes below the axes, one row per curve, so that it never hides a curve.
-    fig = Figure(figsize=(6.4, 6.0 + 0.13 * len(curves)), layout="constrained")
+    fig = Figure(figsize=(6.4, 6.0 + 0.26 * len(curves)), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     ax.plot([0, 1], [0, 1], linestyle="--", color="#1f2a6b", linewidth=1.5, zorder=1)
     entries = []
@@ -141,10 +141,11 @@ def plot_roc(
         )
         entries.append((auc, i, line))
     entries.sort(key=lambda e: (-e[0], e[1]))
+    longest = max(len(str(e[2].get_label())) for e in entries)
     fig.legend(
         handles=[e[2] for e in entries],
         loc="outside lower center",
-        ncols=2,
+        ncols=2 if longest <= 32 else 1,  # two columns only where the labels fit beside each other
         fontsize=10,
         frameon=False,
     )
