@@ -189,6 +189,16 @@ def metrics_rows(results_json: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _map_floor(result: ModelResult, examples: Examples) -> float:
+    """Where a model's heatmap starts to be red: the calibrated median normal pixel, or for runs
+    calibrated before it was recorded, the median of the shown maps' nonzero pixels."""
+    stored = result.calibration.get("map_floor")
+    if stored is not None:
+        return float(stored)
+    shown = np.asarray(examples.maps[result.name])
+    return float(np.median(shown[shown > 0])) if (shown > 0).any() else 0.0
+
+
 def _whole(value: float | None) -> int | None:
     """Seconds and throughputs as whole numbers: their decimals are timing noise."""
     return None if value is None else round(value)
@@ -284,11 +294,7 @@ def write_study(
             figures / FIGURES["grid"],
             masks=examples.masks,
             titles=examples.titles,
-            vmin={
-                r.name: float(r.calibration["map_floor"])
-                for r in results
-                if r.calibration.get("map_floor") is not None
-            },
+            vmin={r.name: _map_floor(r, examples) for r in results},
         )
     if baselines and results:
         _write_reference_scores(out_dir / "scores" / "references.csv", results[0], baselines)
