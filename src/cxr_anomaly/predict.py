@@ -403,21 +403,35 @@ class _PredictModule(L.LightningModule):
         self.score_name = model.score_name
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        ok = batch["ok"].cpu()
-        out: dict[str, Any] = {
-            "index": batch["index"].cpu(),
-            "ok": ok,
-            "error": list(batch["error"]),
-            "patient": list(batch["patient"]),
-            "image": batch["image"][:, 0].cpu()[ok],
-        }
-        if ok.any():
-            inference = self.model.infer(batch["image"][ok.to(batch["image"].device)])
+        def score(images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            inference = self.model.infer(images)
             recon = inference.reconstruction
-            out["score"] = inference.scores[self.score_name].cpu()
-            out["map"] = inference.maps[self.score_name][:, 0].cpu()
-            out["recon"] = None if recon is None else recon[:, 0].cpu()
-        return out
+            return (
+                inference.scores[self.score_name].cpu(),
+                inference.maps[self.score_name][:, 0].cpu(),
+                *(() if recon is None else (recon[:, 0].cpu(),)),
+            )
+
+        return _batch_output(batch, score)
+
+
+def _batch_output(
+    batch: dict[str, Any], score: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+) -> dict[str, Any]:
+    """One batch's rows: its bookkeeping, and ``score``'s (scores, maps[, reconstructions]) of
+    its readable images (N, 1, S, S), on the CPU."""
+    ok = batch["ok"].cpu()
+    out: dict[str, Any] = {
+        "index": batch["index"].cpu(),
+        "ok": ok,
+        "error": list(batch["error"]),
+        "patient": list(batch["patient"]),
+        "image": batch["image"][:, 0].cpu()[ok],
+    }
+    if ok.any():
+        scores, maps, *recon = score(batch["image"][ok.to(batch["image"].device)])
+        out.update(score=scores, map=maps, recon=recon[0] if recon else None)
+    return out
 
 
 def _predictions(
@@ -473,24 +487,12 @@ def _exported_outputs(
     model: ScoringModel, loader: DataLoader[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """The outputs of :class:`_PredictModule`, computed by an exported model, batch by batch."""
-    outputs: list[dict[str, Any]] = []
-    for batch in loader:
-        ok = batch["ok"]
-        images = batch["image"][:, 0][ok]
-        out: dict[str, Any] = {
-            "index": batch["index"],
-            "ok": ok,
-            "error": list(batch["error"]),
-            "patient": list(batch["patient"]),
-            "image": images,
-        }
-        if ok.any():
-            scores, maps, recon = model.score_batch(images.numpy())
-            out["score"] = torch.from_numpy(scores)
-            out["map"] = torch.from_numpy(maps)
-            out["recon"] = None if recon is None else torch.from_numpy(recon)
-        outputs.append(out)
-    return outputs
+
+    def score(images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        scores, maps, recon = model.score_batch(images[:, 0].numpy())
+        return tuple(torch.from_numpy(a) for a in (scores, maps, recon) if a is not None)
+
+    return [_batch_output(batch, score) for batch in loader]
 
 
 def run_predict(
