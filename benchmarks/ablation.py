@@ -43,9 +43,11 @@ from cxr_anomaly import metrics
 from cxr_anomaly.config import DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.data.splits import split_note
-from cxr_anomaly.evaluation import ScoringOptions
 from cxr_anomaly.fusion import disagreement, fuse, zscores
-from cxr_anomaly.pipeline import BenchmarkOptions, histogram_scores, run_benchmark
+from cxr_anomaly.inference import ScoringOptions
+from cxr_anomaly.jobs import BenchmarkOptions, run_benchmark
+from cxr_anomaly.references import histogram_scores
+from cxr_anomaly.results import references_of
 from cxr_anomaly.robustness import robustness_of_run
 
 HERE = Path(__file__).resolve().parent
@@ -210,8 +212,8 @@ def summarise(
             "best_epoch_per_seed": [e["training"].get("best_epoch") for e in entries],
             "train_seconds": _mean_sd([e["training"]["seconds"] for e in entries]),
             "scoring_images_per_s": _mean_sd([e["images_per_second"] for e in entries]),
-            "histogram_auroc": first["baselines"].get("histogram", {}).get("auroc"),
-            "sharpness_auroc": first["baselines"].get("sharpness", {}).get("auroc"),
+            "histogram_auroc": references_of(first).get("histogram", {}).get("auroc"),
+            "sharpness_auroc": references_of(first).get("sharpness", {}).get("auroc"),
             "data": variant.get("data", {}),
             "robustness": _mean_sd(
                 [r["robustness"]["mean |AUROC - 0.5|"] for r in results.values()]

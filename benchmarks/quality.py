@@ -34,9 +34,12 @@ from cxr_anomaly.baselines import HistogramDistance
 from cxr_anomaly.config import DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.data.splits import split_note
-from cxr_anomaly.evaluation import ScoringOptions
 from cxr_anomaly.fusion import disagreement, fuse, zscores
-from cxr_anomaly.pipeline import DEMO_MODELS, BenchmarkOptions, histogram_scores, run_benchmark
+from cxr_anomaly.inference import ScoringOptions
+from cxr_anomaly.jobs import BenchmarkOptions, run_benchmark
+from cxr_anomaly.models.registry import DEMO, model_names
+from cxr_anomaly.references import histogram_scores
+from cxr_anomaly.results import references_of
 from cxr_anomaly.robustness import robustness_of_run
 
 TARGET = 0.80
@@ -91,7 +94,7 @@ def aggregate(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
             "auroc_ci": entry["auroc_ci"],
             "ap": entry["ap"],
         }
-        for name, entry in first["baselines"].items()
+        for name, entry in references_of(first).items()
     }
     return {
         "data": first["data"],
@@ -200,7 +203,7 @@ def only_models(results: dict[str, Any], models: list[str]) -> dict[str, Any]:
     kept["models"] = {n: e for n, e in results["models"].items() if n in models}
     kept["baselines"] = {
         n: e
-        for n, e in results["baselines"].items()
+        for n, e in references_of(results).items()
         if e.get("kind") != "fusion"
         or {m.split(":")[0] for m in e["members"].split(", ")} <= set(models) | {"histogram"}
     }
@@ -334,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--intensity", default="none", help="per-image intensity standardisation")
-    parser.add_argument("--models", default=",".join(DEMO_MODELS))
+    parser.add_argument("--models", default=",".join(model_names(DEMO)))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--epochs", type=int, help="override every preset's max_epochs")

@@ -25,8 +25,9 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
-from cxr_anomaly.study import markdown_table
+from cxr_anomaly.report import format_value, metrics_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(
@@ -42,7 +43,16 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
-def render_results(results: dict[str, object]) -> str:
+def markdown_table(results_json: dict[str, Any]) -> str:
+    """The metrics table of a ``results.json`` as Markdown."""
+    columns = ["model", "score", "AUROC [95% CI]", "AP [95% CI]", "sens@90%spec", "train s"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in metrics_rows(results_json):
+        lines.append("| " + " | ".join(format_value(row.get(c)) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def render_results(results: dict[str, Any]) -> str:
     """A ``results.json`` as Markdown: its wall-clock time (if recorded) and metrics table."""
     lines = []
     wall = results.get("wall_seconds")

@@ -15,7 +15,6 @@ from safetensors.torch import load_file
 import cxr_anomaly
 from cxr_anomaly.checkpoint import load_weights, read_metadata
 from cxr_anomaly.config import (
-    BUILTIN_MODELS,
     ConfigError,
     DataConfig,
     TrainConfig,
@@ -23,7 +22,7 @@ from cxr_anomaly.config import (
     load_preset,
 )
 from cxr_anomaly.engine import BestWeights
-from cxr_anomaly.models.registry import build_model, model_names
+from cxr_anomaly.models.registry import DEMO, REFERENCE, build_model, model_names, model_spec
 from cxr_anomaly.training import train
 from tiny import MODEL_NAMES, SIZE, TINY_PARAMS, tiny_run
 
@@ -38,8 +37,16 @@ def _images(n: int, seed: int = 0) -> torch.Tensor:
     return torch.rand(n, 1, SIZE, SIZE, generator=generator)
 
 
-def test_registry_lists_the_builtin_models() -> None:
-    assert set(BUILTIN_MODELS) <= set(model_names())
+def test_the_registry_is_the_list_of_models_and_their_tags() -> None:
+    assert model_names(REFERENCE) == ("bigan", "vaegan", "anoddpm-gaussian", "anoddpm-simplex")
+    assert model_names(DEMO) == (*model_names(REFERENCE), "anatpaste")
+    assert set(MODEL_NAMES) == set(model_names())
+    assert model_spec("anoddpm-simplex").fixed == {"noise": "simplex"}
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_a_built_model_answers_to_its_registry_name(name: str) -> None:
+    assert _model(name).name == name
 
 
 def test_unknown_model_and_parameters_are_config_errors() -> None:
@@ -276,9 +283,10 @@ BUNDLED_PRESETS = sorted(
 )
 
 
-def test_every_model_has_quick_and_paper_presets() -> None:
-    for name in BUILTIN_MODELS:
-        assert (name, "quick") in BUNDLED_PRESETS and (name, "paper") in BUNDLED_PRESETS
+def test_every_model_has_tiny_quick_and_paper_presets() -> None:
+    for name in model_names():
+        assert {"tiny", "quick", "paper"} <= set(model_spec(name).presets())
+        assert {(name, p) for p in model_spec(name).presets()} <= set(BUNDLED_PRESETS)
 
 
 @pytest.mark.parametrize(("name", "preset"), BUNDLED_PRESETS)

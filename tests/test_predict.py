@@ -18,7 +18,7 @@ from cxr_anomaly import load_model
 from cxr_anomaly.cli import main
 from cxr_anomaly.config import DataConfig
 from cxr_anomaly.data.phantoms import make_phantom
-from cxr_anomaly.pipeline import StudyOptions, evaluate_run
+from cxr_anomaly.jobs import StudyOptions, evaluate_run
 from cxr_anomaly.predict import RESULT_FILE, find_inputs, run_predict
 from cxr_anomaly.training import train
 from tiny import tiny_run

@@ -16,8 +16,8 @@ from cxr_anomaly.robustness import PERTURBATIONS, robustness
 class MeanBrightness(AnomalyModel):
     """A "model" whose score is the image's mean intensity: it notices every exposure change."""
 
-    model_name = "mean-brightness"
     config_class = ModelConfig
+    name = "mean-brightness"
     has_reconstruction = False
 
     def __init__(self) -> None:

@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
+from cxr_anomaly.inference import infer_arrays
 from cxr_anomaly.models.base import AnomalyModel
 from cxr_anomaly.novelty import InputStatistics
 
 DEFAULT_SPECIFICITIES = (0.9, 0.95, 0.99)
-
-
 MAP_SCALE_PERCENTILE = 99.5
 MAP_FLOOR_PERCENTILE = 50.0
 MAP_SAMPLE_PIXELS = 2_000_000
@@ -28,29 +26,20 @@ MAP_SAMPLE_PIXELS = 2_000_000
 def score_images(
     model: AnomalyModel, images: np.ndarray, batch_size: int = 64
 ) -> tuple[dict[str, np.ndarray], float, float]:
-    """Every score of ``model`` for images (N, 1, S, S) in [0, 1], in batches, in one process.
+    """Every score of ``model`` for images (N, 1, S, S) in [0, 1], in one process.
 
     Also returns the map scale and floor: the 99.5th percentile and the median of the default
     map's pixel values (on at most two million pixels, taken at a fixed stride). Heatmaps draw
     the floor (a typical normal pixel) as no red and the scale as full red, so that a map that
     is never zero on normal images (a feature distance) is not red everywhere.
     """
-    parts: dict[str, list[np.ndarray]] = {}
-    stride = max(1, images[0].size * len(images) // MAP_SAMPLE_PIXELS) if len(images) else 1
-    pixels: list[np.ndarray] = []
-    for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
-        inference = model.infer(batch)
-        for name, values in inference.scores.items():
-            parts.setdefault(name, []).append(values.cpu().numpy().astype(np.float64))
-        amap = inference.maps[model.config.default_score].cpu().numpy().ravel()
-        pixels.append(amap[::stride])
-    scores = {name: np.concatenate(values) for name, values in parts.items()}
-    if not pixels:
-        return scores, 0.0, 0.0
-    sample = np.concatenate(pixels)
+    if not len(images):
+        return {}, 0.0, 0.0
+    inferred = infer_arrays(model, images, batch_size)
+    pixels = inferred.maps.ravel()
+    sample = pixels[:: max(1, pixels.size // MAP_SAMPLE_PIXELS)]
     scale, floor = np.percentile(sample, [MAP_SCALE_PERCENTILE, MAP_FLOOR_PERCENTILE])
-    return scores, float(scale), float(floor)
+    return inferred.scores, float(scale), float(floor)
 
 
 @dataclass

@@ -18,7 +18,6 @@ import yaml
 
 from cxr_anomaly import __version__
 from cxr_anomaly.config import (
-    BUILTIN_MODELS,
     INTENSITY_MODES,
     ConfigError,
     DataConfig,
@@ -28,6 +27,7 @@ from cxr_anomaly.config import (
 from cxr_anomaly.data.images import ImageReadError
 from cxr_anomaly.data.sources import DataSourceError
 from cxr_anomaly.data.splits import SplitError, SplitResult
+from cxr_anomaly.models.registry import DEMO, REFERENCE, model_names, model_spec
 
 log = logging.getLogger("cxr_anomaly")
 
@@ -213,7 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _scoring_options(args: argparse.Namespace) -> Any:
-    from cxr_anomaly.evaluation import ScoringOptions
+    from cxr_anomaly.inference import ScoringOptions
 
     hardware = _trainer_overrides(args)
     return ScoringOptions(
@@ -227,7 +227,8 @@ def _scoring_options(args: argparse.Namespace) -> Any:
 
 
 def _print_results(results: dict[str, Any] | None, out: Path) -> None:
-    from cxr_anomaly.study import REPORT_FILE, RESULTS_FILE, text_table
+    from cxr_anomaly.report import REPORT_FILE, text_table
+    from cxr_anomaly.results import RESULTS_FILE
 
     if results is None:  # a secondary process of a distributed run
         return
@@ -238,7 +239,7 @@ def _print_results(results: dict[str, Any] | None, out: Path) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from cxr_anomaly.pipeline import StudyOptions, evaluate_run
+    from cxr_anomaly.jobs import StudyOptions, evaluate_run
 
     run_dir = Path(args.run_dir)
     out = (
@@ -256,10 +257,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _benchmark(args: argparse.Namespace, models: Sequence[str]) -> int:
-    from cxr_anomaly.pipeline import REFERENCE_MODELS, BenchmarkOptions, run_benchmark
+    from cxr_anomaly.jobs import BenchmarkOptions, run_benchmark
 
     if args.reference:
-        models = REFERENCE_MODELS
+        models = model_names(REFERENCE)
     preset = args.preset or ("paper" if args.reference else "quick")
 
     train_overrides = _trainer_overrides(args)
@@ -284,22 +285,13 @@ def _benchmark(args: argparse.Namespace, models: Sequence[str]) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from cxr_anomaly.models.registry import model_names
-    from cxr_anomaly.pipeline import DEMO_MODELS
-
-    models = [m.strip() for m in (args.models or ",".join(DEMO_MODELS)).split(",") if m.strip()]
-    unknown = sorted(set(models) - set(model_names()))
-    if unknown:
-        raise ConfigError(
-            f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(model_names())}"
-        )
+    listed = args.models or ",".join(model_names(DEMO))
+    models = [model_spec(m.strip()).name for m in listed.split(",") if m.strip()]
     return _benchmark(args, models)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from cxr_anomaly.pipeline import DEMO_MODELS
-
-    return _benchmark(args, list(DEMO_MODELS))
+    return _benchmark(args, model_names(DEMO))
 
 
 def _command_line() -> str:
@@ -380,9 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(func=cmd_prepare)
 
     train = commands.add_parser("train", help="train one model on normal images")
-    train.add_argument("model", help=f"model name: {', '.join(BUILTIN_MODELS)}")
+    train.add_argument("model", help=f"model name: {', '.join(model_names())}")
     train.add_argument("--out", required=True, help="run folder to create")
-    train.add_argument("--preset", default="quick", help="quick | long | paper | a YAML file")
+    train.add_argument(
+        "--preset", default="quick", help="tiny | quick | long | paper | a YAML file"
+    )
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
     train.add_argument("--epochs", type=int, help="override the preset's max_epochs")
     train.add_argument("--batch-size", type=int, help="override the preset's batch size")

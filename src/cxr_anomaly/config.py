@@ -8,7 +8,6 @@ which data, and how to train. Presets are YAML files shipped with the package
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -20,11 +19,11 @@ import yaml
 
 T = TypeVar("T")
 
-PRESET_NAMES = ("quick", "long", "paper")
+PRESET_NAMES = ("tiny", "quick", "long", "paper")
+"""The bundled presets: ``tiny`` (seconds, for tests and smoke runs), ``quick`` (minutes on a
+CPU), ``long`` and ``paper`` (the reference study's configuration); some models have more."""
 # The intensity modes of ``data.preprocess`` (kept here so the config needs no numpy import).
 INTENSITY_MODES = ("none", "standardize", "equalize", "local")
-# The built-in models (the registry may hold more); listed here so the CLI starts fast.
-BUILTIN_MODELS = ("bigan", "vaegan", "anoddpm-gaussian", "anoddpm-simplex", "anatpaste")
 
 
 class ConfigError(ValueError):
@@ -275,17 +274,16 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 
 def preset_path(model: str, preset: str) -> Path:
-    """The bundled preset file for ``model`` (``quick``, ``long`` or ``paper``)."""
-    if model not in BUILTIN_MODELS:
-        raise ConfigError(f"unknown model {model!r}; choose from {', '.join(BUILTIN_MODELS)}")
+    """The bundled preset file for ``model`` (see :data:`PRESET_NAMES`)."""
+    from cxr_anomaly.models.registry import model_spec  # the registry imports this module
+
+    spec = model_spec(model)
     name = f"{model}-{preset}.yaml"
-    folder = Path(str(resources.files("cxr_anomaly") / "configs"))
-    path = folder / name
+    path = Path(str(resources.files("cxr_anomaly") / "configs")) / name
     if not path.is_file():
-        found = sorted(p.stem.removeprefix(f"{model}-") for p in folder.glob(f"{model}-*.yaml"))
         raise ConfigError(
             f"no preset {preset!r} for model {model!r} (looked for {name}); "
-            f"its presets: {', '.join(found) or 'none'}"
+            f"its presets: {', '.join(spec.presets()) or 'none'}"
         )
     return path
 
@@ -322,7 +320,3 @@ def build_run_config(
 
 def to_yaml(config: RunConfig) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
-
-
-def to_json(config: RunConfig) -> str:
-    return json.dumps(config.to_dict(), indent=2)

@@ -47,6 +47,8 @@ __all__ = [
     "sensitivity_at_specificity",
 ]
 
+#: Replicates of every patient-level bootstrap interval the project reports.
+N_BOOTSTRAP = 1000
 #: Pooled pixel metrics use at most this many pixels (a fixed-seed uniform sample beyond it).
 MAX_PIXELS = 2_000_000
 
@@ -240,7 +242,7 @@ def bootstrap_ci(
     scores: ArrayLike,
     groups: Sequence[Any] | ArrayLike | None,
     metric: Metric = auroc,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOTSTRAP,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
@@ -351,7 +353,7 @@ def image_metrics(
     scores: ArrayLike,
     groups: Sequence[Any] | ArrayLike | None,
     classes: Sequence[str] | ArrayLike | None,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOTSTRAP,
     seed: int = 0,
 ) -> ImageMetrics:
     """All image-level metrics of one model.

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from PIL import Image
@@ -39,7 +38,14 @@ from cxr_anomaly.data.images import (
 )
 from cxr_anomaly.data.preprocess import preprocess
 from cxr_anomaly.engine import is_global_zero
-from cxr_anomaly.evaluation import ScoringOptions, gather_outputs, scoring_trainer
+from cxr_anomaly.inference import (
+    Inferred,
+    ScoringOptions,
+    assemble,
+    infer_arrays,
+    infer_loader,
+    predict_trainer,
+)
 from cxr_anomaly.models.base import AnomalyModel
 from cxr_anomaly.models.lungs import drawn_map
 from cxr_anomaly.novelty import InputStatistics
@@ -270,12 +276,11 @@ class TrainedModel(ScoringModel):
         self._calibrate(self.metadata.calibration, self.run_dir)
 
     def score_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        inference = self.model.infer(torch.from_numpy(images[:, None]))
-        recon = inference.reconstruction
+        inferred = infer_arrays(self.model, images[:, None], len(images), reconstructions=True)
         return (
-            inference.scores[self.score_name].numpy(),
-            inference.maps[self.score_name][:, 0].numpy(),
-            None if recon is None else recon[:, 0].numpy(),
+            inferred.scores[self.score_name],
+            inferred.maps,
+            inferred.reconstructions,
         )
 
 
@@ -372,7 +377,8 @@ def _row(prediction: Prediction, overlay: str) -> dict[str, str]:
 
 
 class _InputFiles(Dataset[dict[str, Any]]):
-    """Input files read and preprocessed as the model's training data; errors kept, not raised."""
+    """Input files read and preprocessed as the model's training data; errors kept, not raised
+    (an unreadable file is an all-zero image with ``ok`` false, scored and then ignored)."""
 
     def __init__(self, model: ScoringModel, paths: Sequence[str]) -> None:
         self.model = model
@@ -391,108 +397,67 @@ class _InputFiles(Dataset[dict[str, Any]]):
             item.update(
                 image=torch.zeros(1, size, size), ok=False, error=" ".join(err.reason.split())
             )
+        item["pixels"] = item["image"][0]
         return item
 
 
-class _PredictModule(L.LightningModule):
-    """``Trainer.predict`` over input files: scores, maps and reconstructions of readable ones."""
-
-    def __init__(self, model: TrainedModel) -> None:
-        super().__init__()
-        self.model = model.model
-        self.score_name = model.score_name
-
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        def score(images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            inference = self.model.infer(images)
-            recon = inference.reconstruction
-            return (
-                inference.scores[self.score_name].cpu(),
-                inference.maps[self.score_name][:, 0].cpu(),
-                *(() if recon is None else (recon[:, 0].cpu(),)),
-            )
-
-        return _batch_output(batch, score)
-
-
-def _batch_output(
-    batch: dict[str, Any], score: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
-) -> dict[str, Any]:
-    """One batch's rows: its bookkeeping, and ``score``'s (scores, maps[, reconstructions]) of
-    its readable images (N, 1, S, S), on the CPU."""
-    ok = batch["ok"].cpu()
-    out: dict[str, Any] = {
-        "index": batch["index"].cpu(),
-        "ok": ok,
-        "error": list(batch["error"]),
-        "patient": list(batch["patient"]),
-        "image": batch["image"][:, 0].cpu()[ok],
+def _exported_batch(model: ScoringModel, batch: dict[str, Any]) -> dict[str, Any]:
+    """One batch scored by an exported model, in the form of :func:`inference.infer_batch`."""
+    scores, maps, recon = model.score_batch(batch["image"][:, 0].numpy())
+    extras = {k: v for k, v in batch.items() if k not in ("image", "index")}
+    return {
+        "index": batch["index"],
+        "scores": {model.score_name: torch.from_numpy(scores)},
+        "kept": batch["index"],
+        "maps": torch.from_numpy(maps),
+        "recon": None if recon is None else torch.from_numpy(recon),
+        "extras": extras,
     }
-    if ok.any():
-        scores, maps, *recon = score(batch["image"][ok.to(batch["image"].device)])
-        out.update(score=scores, map=maps, recon=recon[0] if recon else None)
-    return out
 
 
 def _predictions(
-    model: ScoringModel, paths: Sequence[str], outputs: list[dict[str, Any]], threshold: float
+    model: ScoringModel, paths: Sequence[str], inferred: Inferred, threshold: float
 ) -> list[Prediction]:
-    """Rows in input order from the (gathered, possibly padded) outputs of ``Trainer.predict``."""
-    rows: dict[int, Prediction] = {}
-    for out in outputs:
-        indices = out["index"].tolist()
-        ok = out["ok"].tolist()
-        good_rows = []
-        for position, index in enumerate(indices):
-            if index in rows:
-                continue  # padding added by a distributed sampler
-            row = Prediction(
-                path=paths[index],
-                model=model.name,
-                threshold=threshold,
-                patient_id=out["patient"][position] or None,
-                error=out["error"][position] or None,
-            )
-            rows[index] = row
-            if ok[position]:
-                good_rows.append((int(sum(ok[:position])), row))
-        if good_rows:
-            keep = [k for k, _ in good_rows]
-            recon = out["recon"]
-            model.fill(
-                [row for _, row in good_rows],
-                out["image"].numpy()[keep],
-                out["score"].numpy()[keep],
-                out["map"].numpy()[keep],
-                None if recon is None else recon.numpy()[keep],
-                threshold,
-            )
-    return [rows[i] for i in range(len(paths))]
+    """Rows in input order from the inference over ``paths`` (every map and image kept)."""
+    extras = inferred.extras
+    rows = [
+        Prediction(
+            path=path,
+            model=model.name,
+            threshold=threshold,
+            patient_id=extras["patient"][i] or None,
+            error=extras["error"][i] or None,
+        )
+        for i, path in enumerate(paths)
+    ]
+    good = [i for i in range(len(paths)) if bool(extras["ok"][i])]
+    if good:
+        recon = inferred.reconstructions
+        model.fill(
+            [rows[i] for i in good],
+            np.stack([np.asarray(extras["pixels"][i]) for i in good]),
+            inferred.scores[model.score_name][good],
+            inferred.maps[good],
+            None if recon is None else recon[good],
+            threshold,
+        )
+    return rows
 
 
-def _lightning_scorer(
-    model: TrainedModel, options: ScoringOptions
-) -> Callable[[DataLoader[dict[str, Any]]], list[dict[str, Any]]]:
-    """Score loaders through ``Trainer.predict`` on the devices of ``options``, gathered."""
-    trainer = scoring_trainer(options)
-    module = _PredictModule(model)
-
-    def score(loader: DataLoader[dict[str, Any]]) -> list[dict[str, Any]]:
-        return gather_outputs(trainer.predict(module, dataloaders=loader) or [])
-
-    return score
-
-
-def _exported_outputs(
-    model: ScoringModel, loader: DataLoader[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """The outputs of :class:`_PredictModule`, computed by an exported model, batch by batch."""
-
-    def score(images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        scores, maps, recon = model.score_batch(images[:, 0].numpy())
-        return tuple(torch.from_numpy(a) for a in (scores, maps, recon) if a is not None)
-
-    return [_batch_output(batch, score) for batch in loader]
+def _chunk_inference(
+    model: ScoringModel, options: ScoringOptions
+) -> Callable[[DataLoader[dict[str, Any]]], Inferred]:
+    """Inference over a loader of input files: a trained model through
+    :func:`inference.infer_loader` on the devices of ``options`` (one Trainer for every chunk),
+    an exported one through onnxruntime on the CPU."""
+    if isinstance(model, TrainedModel):
+        trainer = predict_trainer(options)
+        network = model.model
+        return lambda loader: infer_loader(network, loader, reconstructions=True, trainer=trainer)
+    return lambda loader: assemble(
+        [_exported_batch(model, batch) for batch in loader],
+        len(loader.dataset),  # type: ignore[arg-type]
+    )
 
 
 def run_predict(
@@ -527,17 +492,17 @@ def run_predict(
     done = dict(previous)
     options = options or ScoringOptions(batch_size=batch_size)
     threshold = model.calibration.threshold(specificity)
-    score_chunk = _lightning_scorer(model, options) if isinstance(model, TrainedModel) else None
+    infer_chunk = _chunk_inference(model, options)
     primary = is_global_zero()
     for start in range(0, len(todo), CHUNK):
         chunk = todo[start : start + CHUNK]
         loader = DataLoader(
             _InputFiles(model, chunk), batch_size=options.batch_size, num_workers=num_workers
         )
-        outputs = score_chunk(loader) if score_chunk else _exported_outputs(model, loader)
+        inferred = infer_chunk(loader)
         if not primary:
             continue
-        for prediction in _predictions(model, chunk, outputs, threshold):
+        for prediction in _predictions(model, chunk, inferred, threshold):
             overlay = ""
             if prediction.ok:
                 overlay = f"overlays/{overlay_name(prediction.path)}"

@@ -1,4 +1,4 @@
-"""A single self-contained HTML report, built from small HTML snippets.
+"""The HTML report of a study: one self-contained file, built from small HTML snippets.
 
 Every building block returns an HTML string with all text escaped; :func:`write_report` puts
 sections together in one file with inline CSS and the images embedded as base64 data URIs, so the
@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from cxr_anomaly import atomic
+from cxr_anomaly.results import FIGURES, curve_label, references_of
 
 logger = logging.getLogger(__name__)
 
@@ -332,3 +333,164 @@ def write_report(path: Path | str, *, title: str, sections: Sequence[Section]) -
     atomic.write_text(path, text)
     logger.info("wrote report %s (%d sections)", path, len(sections))
     return path
+
+
+# -- the study report ---------------------------------------------------------------------------
+
+REPORT_FILE = "report.html"
+
+
+def metrics_rows(results_json: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per model, trivial detector and fusion: AUROC, AP with CIs, sensitivities."""
+    rows = []
+    for name, entry in results_json["models"].items():
+        image = entry["image"]
+        rows.append(
+            {
+                "model": name,
+                "score": entry["score"],
+                "AUROC [95% CI]": (image["auroc"], tuple(image["auroc_ci"])),
+                "AP [95% CI]": (image["ap"], tuple(image["ap_ci"])),
+                "sens@90%spec": image["sens_at_90spec"],
+                "sens@95%spec": image["sens_at_95spec"],
+                "train s": whole(entry["training"].get("seconds")),
+                "epochs": entry["training"].get("epochs"),
+                "score img/s": whole(entry["images_per_second"]),
+            }
+        )
+    for name, entry in references_of(results_json).items():
+        rows.append(
+            {
+                "model": curve_label(name, entry),
+                "score": "mean z" if entry.get("kind") == "fusion" else name,
+                "AUROC [95% CI]": (entry["auroc"], tuple(entry["auroc_ci"])),
+                "AP [95% CI]": (entry["ap"], tuple(entry["ap_ci"])),
+            }
+        )
+    return rows
+
+
+def whole(value: float | None) -> int | None:
+    """Seconds and throughputs as whole numbers: their decimals are timing noise."""
+    return None if value is None else round(value)
+
+
+def text_table(results_json: dict[str, Any]) -> str:
+    """The metrics table as plain text (the CLI prints it)."""
+    rows = metrics_rows(results_json)
+    columns = ["model", "score", "AUROC [95% CI]", "AP [95% CI]", "sens@90%spec", "train s"]
+    cells = [[format_value(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def study_sections(results_json: dict[str, Any], figures: Path) -> list[Section]:
+    """The sections of a study's report, from its ``results.json`` and figures folder."""
+    split_rows = [
+        {"split": split, "class": cls, **counts}
+        for split, classes in results_json["split_summary"].items()
+        for cls, counts in classes.items()
+    ]
+    protocol = results_json["protocol"]
+    size = results_json["image_size"]
+    overview = key_value_html(
+        {
+            "data": results_json["data"],
+            "protocol": f"{protocol['name']}: {protocol['description']}",
+            "evaluated split": results_json["split"],
+            "image size": f"{size} x {size}",
+            "preset": results_json.get("preset") or "—",
+            "command": results_json["command"],
+        }
+    ) + "".join(paragraph_html(note) for note in results_json.get("notes", []))
+    sections = [
+        Section("Data and protocol", overview + table_html(split_rows)),
+        Section(
+            "Image-level detection",
+            table_html(
+                metrics_rows(results_json),
+                caption="AUROC and AP with 95% bootstrap intervals resampled by patient",
+            )
+            + image_html(figures / FIGURES["roc"], "ROC curves")
+            + image_html(figures / FIGURES["histograms"], "score histograms"),
+        ),
+    ]
+    if (figures / FIGURES["grid"]).is_file():
+        sections.append(
+            Section(
+                "Reconstructions and heatmaps",
+                paragraph_html(
+                    "Top rows: each model's reconstruction. Bottom rows: the absolute difference "
+                    "drawn in red over the image; ground-truth masks outlined in yellow. "
+                    "Examples chosen by seed, not by score."
+                )
+                + image_html(figures / FIGURES["grid"], "comparison grid"),
+            )
+        )
+    models = results_json["models"]
+    per_class = [{"model": name, **entry["image"]["per_class"]} for name, entry in models.items()]
+    variants = [
+        {"model": name, "score": score, **values}
+        for name, entry in models.items()
+        for score, values in entry["score_variants"].items()
+    ]
+    pixel = [{"model": name, **entry["pixel"]} for name, entry in models.items() if entry["pixel"]]
+    fusions = [
+        {
+            "fusion": name,
+            "members": entry["members"],
+            "rule": entry["rule"],
+            "AUROC": entry["auroc"],
+        }
+        for name, entry in references_of(results_json).items()
+        if entry.get("kind") == "fusion"
+    ]
+    sections.append(
+        Section(
+            "Per class and per score",
+            table_html(per_class, caption="AUROC of each abnormal class vs all normals")
+            + table_html(variants, caption="Every score each model offers")
+            + (table_html(fusions, caption="Fusions of z-normalised scores") if fusions else ""),
+        )
+    )
+    if pixel:
+        sections.append(
+            Section(
+                "Localization",
+                table_html(
+                    pixel,
+                    caption="Pixel AUROC/AP pooled over the split (normal images as all-zero "
+                    "masks), best Dice over thresholds, pointing game",
+                ),
+            )
+        )
+    timing = [
+        {
+            "model": name,
+            **{
+                key: whole(value) if key == "seconds" else value
+                for key, value in entry["training"].items()
+            },
+            "scoring s": whole(entry["scoring_seconds"]),
+            "score img/s": whole(entry["images_per_second"]),
+        }
+        for name, entry in models.items()
+    ]
+    sections.append(
+        Section(
+            "Configuration and environment",
+            table_html(timing, caption="Training and scoring")
+            + "".join(json_html(e["config"], f"config: {n}") for n, e in models.items())
+            + json_html(results_json["versions"], "library versions")
+            + json_html(results_json["machine"], "machine"),
+        )
+    )
+    return sections
+
+
+def write_study_report(out_dir: Path, results_json: dict[str, Any]) -> Path:
+    """``report.html`` of the study written in ``out_dir`` (see :mod:`cxr_anomaly.results`)."""
+    sections = study_sections(results_json, out_dir / "figures")
+    return write_report(out_dir / REPORT_FILE, title=results_json["title"], sections=sections)

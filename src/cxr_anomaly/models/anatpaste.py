@@ -223,8 +223,12 @@ def ledoit_wolf(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class AnatPaste(AnomalyModel):
     """AnatPaste behind the shared interface; scores: mahalanobis, patch_max, logit."""
 
-    model_name = "anatpaste"
     config_class = AnatPasteConfig
+
+    @property
+    def name(self) -> str:
+        return "anatpaste"
+
     has_reconstruction = False
     map_region = "lungs"  # it looks for in-lung anomalies; the 4x4 map spills past the body
 

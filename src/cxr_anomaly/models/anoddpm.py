@@ -157,12 +157,15 @@ def image_seeds(x: torch.Tensor, base_seed: int) -> list[int]:
 class AnoDDPM(AnomalyModel):
     """AnoDDPM behind the shared interface; registered as ``anoddpm-gaussian/-simplex``."""
 
-    model_name = "anoddpm"
     export_refusal = (
         "its score is a partial-diffusion loop (noise drawn per image from a seed, then tens to "
         "hundreds of denoiser calls), not one network pass; the denoiser alone does not score"
     )
     config_class = AnoDDPMConfig
+
+    @property
+    def name(self) -> str:
+        return f"anoddpm-{self.cfg.noise}"
 
     def __init__(self, config: AnoDDPMConfig, train: TrainConfig | None = None) -> None:
         super().__init__(config, train)

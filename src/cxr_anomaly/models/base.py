@@ -131,7 +131,6 @@ def add_lowpass_score(
 class AnomalyModel(L.LightningModule, ABC):
     """Base of every model: a thin Lightning module around plain ``torch`` networks."""
 
-    model_name: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]]
     has_reconstruction: ClassVar[bool] = True
     #: Where its heatmaps are drawn (a name of ``lungs.MAP_REGIONS``; None: the whole image).
@@ -143,13 +142,17 @@ class AnomalyModel(L.LightningModule, ABC):
         super().__init__()
         self.config = config
         self.train_config = train or TrainConfig()
-        self.registry_name = self.model_name
         # Row 0: means, row 1: standard deviations of the fused scores on normal images.
         self.fusion_stats: torch.Tensor
         stats = torch.stack([torch.zeros(len(config.fuse)), torch.ones(len(config.fuse))])
         self.register_buffer("fusion_stats", stats)
 
     # -- the interface -------------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """The model's name in the registry (``anoddpm-simplex``, not the class's name)."""
 
     @property
     def exportable(self) -> bool:
@@ -225,7 +228,7 @@ class AnomalyModel(L.LightningModule, ABC):
         name = score or self.config.default_score
         if name not in available:
             raise ValueError(
-                f"{self.model_name} has no score {name!r}; choose from {', '.join(available)}"
+                f"{self.name} has no score {name!r}; choose from {', '.join(available)}"
             )
         return name
 

@@ -194,8 +194,11 @@ class BiGANNets(nn.Module):
 class BiGAN(AnomalyModel):
     """EGBAD behind the shared interface; scores ``l1`` (reference) and ``fm``."""
 
-    model_name = "bigan"
     config_class = BiGANConfig
+
+    @property
+    def name(self) -> str:
+        return "bigan"
 
     def __init__(self, config: BiGANConfig, train: TrainConfig | None = None) -> None:
         super().__init__(config, train)

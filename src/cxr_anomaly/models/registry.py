@@ -1,43 +1,115 @@
-"""Model names the rest of the project uses, and how to build a model from its config."""
+"""The one list of models: each model's name, class, fixed settings, tags and presets.
+
+Everything that needs the list of models (the CLI, ``demo``, the presets, the benchmarks, the
+tests) asks this module. It imports no network code until a model is built, so the CLI can
+list models and check names at once. Adding a model: its file under ``models/``, its preset
+YAML files under ``configs/`` (``tiny`` for the tests, ``quick`` at least), and one
+:class:`ModelSpec` below (see CONTRIBUTING.md).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import importlib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cxr_anomaly.config import ConfigError, TrainConfig, from_dict
-from cxr_anomaly.models.anatpaste import AnatPaste
-from cxr_anomaly.models.anoddpm import AnoDDPM
-from cxr_anomaly.models.base import AnomalyModel, ModelConfig
-from cxr_anomaly.models.bigan import BiGAN
-from cxr_anomaly.models.vaegan import VAEGAN
 
-# name -> (model class, parameters fixed by the name)
-_MODELS: dict[str, tuple[type[AnomalyModel], dict[str, Any]]] = {
-    "bigan": (BiGAN, {}),
-    "vaegan": (VAEGAN, {}),
-    "anoddpm-gaussian": (AnoDDPM, {"noise": "gaussian"}),
-    "anoddpm-simplex": (AnoDDPM, {"noise": "simplex"}),
-    "anatpaste": (AnatPaste, {}),
-}
+if TYPE_CHECKING:
+    from cxr_anomaly.models.base import AnomalyModel, ModelConfig
+
+REFERENCE = "reference"
+"""Tag of the reference study's models (with the ``paper`` presets, its configuration)."""
+DEMO = "demo"
+"""Tag of the models ``demo`` and ``benchmark`` train by default."""
 
 
-def register(name: str, cls: type[AnomalyModel], fixed: dict[str, Any] | None = None) -> None:
-    """Make ``cls`` available as ``name`` (with some config fields fixed by the name)."""
-    _MODELS[name] = (cls, dict(fixed or {}))
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the project knows about one model before building it."""
+
+    name: str
+    #: ``module:Class`` of its :class:`~cxr_anomaly.models.base.AnomalyModel` subclass.
+    target: str
+    summary: str
+    #: Config fields the name fixes (``anoddpm-simplex`` is AnoDDPM with simplex noise).
+    fixed: dict[str, Any] = field(default_factory=dict)
+    tags: frozenset[str] = frozenset()
+
+    def model_class(self) -> type[AnomalyModel]:
+        module, _, name = self.target.partition(":")
+        cls: type[AnomalyModel] = getattr(importlib.import_module(module), name)
+        return cls
+
+    def presets(self) -> tuple[str, ...]:
+        """The bundled presets of this model (``configs/<name>-<preset>.yaml``)."""
+        return tuple(sorted(p.stem.removeprefix(f"{self.name}-") for p in _preset_files(self)))
 
 
-def model_names() -> tuple[str, ...]:
-    return tuple(_MODELS)
+def _preset_files(spec: ModelSpec) -> list[Path]:
+    folder = Path(str(resources.files("cxr_anomaly") / "configs"))
+    return sorted(folder.glob(f"{spec.name}-*.yaml"))
+
+
+_SPECS = (
+    ModelSpec(
+        "bigan",
+        "cxr_anomaly.models.bigan:BiGAN",
+        "BiGAN / EGBAD: encoder, generator and a joint discriminator",
+        tags=frozenset({REFERENCE, DEMO}),
+    ),
+    ModelSpec(
+        "vaegan",
+        "cxr_anomaly.models.vaegan:VAEGAN",
+        "VAE-GAN: a VAE whose decoder is also a GAN generator",
+        tags=frozenset({REFERENCE, DEMO}),
+    ),
+    ModelSpec(
+        "anoddpm-gaussian",
+        "cxr_anomaly.models.anoddpm:AnoDDPM",
+        "AnoDDPM with Gaussian noise: partial diffusion and denoising",
+        fixed={"noise": "gaussian"},
+        tags=frozenset({REFERENCE, DEMO}),
+    ),
+    ModelSpec(
+        "anoddpm-simplex",
+        "cxr_anomaly.models.anoddpm:AnoDDPM",
+        "AnoDDPM with simplex noise",
+        fixed={"noise": "simplex"},
+        tags=frozenset({REFERENCE, DEMO}),
+    ),
+    ModelSpec(
+        "anatpaste",
+        "cxr_anomaly.models.anatpaste:AnatPaste",
+        "AnatPaste: self-supervised lung-texture pasting, Gaussian density of its features",
+        tags=frozenset({DEMO}),
+    ),
+)
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def model_names(tag: str | None = None) -> tuple[str, ...]:
+    """Every model's name, or those with ``tag`` (:data:`REFERENCE`, :data:`DEMO`)."""
+    return tuple(name for name, spec in MODELS.items() if tag is None or tag in spec.tags)
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The spec of model ``name``; an unknown name is a ConfigError listing the known ones."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    return MODELS[name]
 
 
 def model_config(name: str, params: dict[str, Any]) -> ModelConfig:
     """The typed config of model ``name`` from raw ``params`` (unknown keys are errors)."""
-    cls, fixed = _entry(name)
-    clashes = {k for k in params if k in fixed and params[k] != fixed[k]}
+    spec = model_spec(name)
+    clashes = {k for k in params if k in spec.fixed and params[k] != spec.fixed[k]}
     if clashes:
         raise ConfigError(f"model {name!r} fixes {', '.join(sorted(clashes))}; drop them")
-    return from_dict(cls.config_class, {**params, **fixed}, prefix="model_params.")
+    config_class = spec.model_class().config_class
+    return from_dict(config_class, {**params, **spec.fixed}, prefix="model_params.")
 
 
 def build_model(
@@ -46,23 +118,14 @@ def build_model(
     """A fresh model ``name`` with hyperparameters ``params``.
 
     Example:
-        >>> build_model("vaegan", {"latent_dim": 16}).model_name
+        >>> build_model("vaegan", {"latent_dim": 16}).name
         'vaegan'
     """
-    cls, _ = _entry(name)
-    factory: Callable[..., AnomalyModel] = cls
-    model = factory(model_config(name, params), train)
+    model = model_spec(name).model_class()(model_config(name, params), train)
     unknown = sorted(set(model.config.fuse) - set(model.own_score_names()))
     if unknown:
         raise ConfigError(
             f"model {name!r} cannot fuse {', '.join(unknown)}; "
             f"its scores are {', '.join(model.own_score_names())}"
         )
-    model.registry_name = name
     return model
-
-
-def _entry(name: str) -> tuple[type[AnomalyModel], dict[str, Any]]:
-    if name not in _MODELS:
-        raise ConfigError(f"unknown model {name!r}; choose from {', '.join(_MODELS)}")
-    return _MODELS[name]

@@ -211,8 +211,11 @@ class VAEGANDiscriminator(nn.Module):
 class VAEGAN(AnomalyModel):
     """VAE-GAN behind the shared interface; scores: ``l1`` (reference) and ``feature``."""
 
-    model_name = "vaegan"
     config_class = VAEGANConfig
+
+    @property
+    def name(self) -> str:
+        return "vaegan"
 
     def __init__(self, config: VAEGANConfig, train: TrainConfig | None = None) -> None:
         super().__init__(config, train)

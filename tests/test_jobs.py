@@ -16,16 +16,16 @@ import pytest
 
 from cxr_anomaly import cli, metrics
 from cxr_anomaly.config import DataConfig
-from cxr_anomaly.evaluation import ScoringOptions
-from cxr_anomaly.pipeline import (
-    DEMO_MODELS,
-    REFERENCE_MODELS,
+from cxr_anomaly.inference import ScoringOptions
+from cxr_anomaly.jobs import (
     BenchmarkOptions,
     StudyOptions,
     evaluate_run,
     run_benchmark,
 )
-from cxr_anomaly.study import FIGURES, REPORT_FILE, RESULTS_FILE
+from cxr_anomaly.models.registry import DEMO, REFERENCE, model_names
+from cxr_anomaly.report import REPORT_FILE
+from cxr_anomaly.results import FIGURES, RESULTS_FILE
 from tiny import MODEL_NAMES, SIZE, TINY_PARAMS, tiny_data
 
 
@@ -71,16 +71,16 @@ def test_benchmark_writes_results_figures_and_report(
     assert results["image_size"] == SIZE
     assert results["split"] == "test"
     assert results["split_summary"]["test"]["normal"]["images"] == 8
-    assert results["baselines"]["histogram"]["kind"] == "trivial"
-    assert results["baselines"]["sharpness"]["kind"] == "trivial"
-    fusion = results["baselines"]["fusion"]
+    assert results["references"]["histogram"]["kind"] == "trivial"
+    assert results["references"]["sharpness"]["kind"] == "trivial"
+    fusion = results["references"]["fusion"]
     assert fusion["kind"] == "fusion" and fusion["members"].count(":") == len(MODEL_NAMES)
     with open(out / "scores" / "references.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     labels = np.array([int(r["label"]) for r in rows])
     for name in ("histogram", "sharpness", "fusion", "fusion+histogram"):
         values = np.array([float(r[name]) for r in rows])
-        assert results["baselines"][name]["auroc"] == pytest.approx(metrics.auroc(labels, values))
+        assert results["references"][name]["auroc"] == pytest.approx(metrics.auroc(labels, values))
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -192,12 +192,12 @@ def test_report_renders_in_headless_chromium_with_every_figure_loaded(
 @pytest.mark.parametrize(
     ("argv", "models", "preset"),
     [
-        (["demo"], DEMO_MODELS, "quick"),
-        (["demo", "--reference"], REFERENCE_MODELS, "paper"),
+        (["demo"], model_names(DEMO), "quick"),
+        (["demo", "--reference"], model_names(REFERENCE), "paper"),
         (["benchmark", "--models", "vaegan", "--preset", "paper"], ("vaegan",), "paper"),
         (
             ["benchmark", "--models", "bigan", "--reference", "--preset", "quick"],
-            REFERENCE_MODELS,
+            model_names(REFERENCE),
             "quick",
         ),
     ],
@@ -210,7 +210,7 @@ def test_demo_runs_the_best_configuration_and_reference_is_one_flag_away(
     tmp_path: Path,
 ) -> None:
     seen: list[BenchmarkOptions] = []
-    monkeypatch.setattr("cxr_anomaly.pipeline.run_benchmark", lambda options: seen.append(options))
+    monkeypatch.setattr("cxr_anomaly.jobs.run_benchmark", lambda options: seen.append(options))
     monkeypatch.setattr("cxr_anomaly.cli._print_results", lambda results, out: None)
     assert cli.main([*argv, "--out", str(tmp_path)]) == 0
     assert seen[0].models == models

@@ -2,7 +2,12 @@
 
 ``run_benchmark`` trains each model (or reuses/resumes its run folder), scores all of them on
 the same split, and writes ``results.json``, the figures and ``report.html``. ``demo`` is the
-benchmark of all four models on the built-in synthetic data with the quick presets.
+benchmark of the registry's ``demo`` models on the built-in synthetic data (quick presets).
+
+One evaluation, from the CLI down: the data (:mod:`cxr_anomaly.data.datamodule`), the scores
+(:mod:`cxr_anomaly.evaluation`, through :mod:`cxr_anomaly.inference`), the trivial detectors
+and fusions (:mod:`cxr_anomaly.references`), the files (:mod:`cxr_anomaly.results`), the
+report (:mod:`cxr_anomaly.report`). Each is called from here, and none calls back.
 """
 
 from __future__ import annotations
@@ -14,35 +19,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from cxr_anomaly.baselines import TRIVIAL_DETECTORS, HistogramDistance, SharpnessDistance
+from cxr_anomaly import metrics
 from cxr_anomaly.checkpoint import ModelMetadata, load_weights, read_metadata
 from cxr_anomaly.config import ConfigError, DataConfig, RunConfig, build_run_config, load_yaml
 from cxr_anomaly.data.datamodule import PreparedData, SplitView
 from cxr_anomaly.data.splits import SPLITS, external_protocol
 from cxr_anomaly.engine import is_global_zero
-from cxr_anomaly.evaluation import ScoringOptions, evaluate_scored, score_split
-from cxr_anomaly.fusion import RULE, fuse, zscores, zscores_against
+from cxr_anomaly.evaluation import evaluate_scored, score_split
+from cxr_anomaly.examples import Examples, select_examples
+from cxr_anomaly.inference import ScoringOptions
 from cxr_anomaly.models.base import AnomalyModel
-from cxr_anomaly.models.lungs import drawn_map
-from cxr_anomaly.study import (
-    Examples,
-    ModelResult,
-    StudyContext,
-    baseline_entry,
-    select_examples,
-    write_study,
-)
+from cxr_anomaly.models.registry import DEMO, model_names
+from cxr_anomaly.references import CalibratedScores, ReferenceScore, reference_scores
+from cxr_anomaly.report import write_study_report
+from cxr_anomaly.results import ModelResult, StudyContext, write_study
 from cxr_anomaly.training import CONFIG_FILE, train
 
 log = logging.getLogger(__name__)
-
-REFERENCE_MODELS = ("bigan", "vaegan", "anoddpm-gaussian", "anoddpm-simplex")
-"""The reference study's models; with the ``paper`` presets, its configuration."""
-DEMO_MODELS = (*REFERENCE_MODELS, "anatpaste")
-"""What ``demo`` and ``benchmark`` train by default: the reference models and AnatPaste."""
 
 
 @dataclass
@@ -53,29 +46,13 @@ class StudyOptions:
     split: str = "test"
     scoring: ScoringOptions = field(default_factory=ScoringOptions)
     n_examples: int = 4
-    n_boot: int = 1000
+    n_boot: int = metrics.N_BOOTSTRAP
     seed: int = 0
     command: str = ""
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
             raise ConfigError(f"unknown split {self.split!r}; choose from {', '.join(SPLITS)}")
-
-
-def _add_model_to_examples(
-    model: AnomalyModel, name: str, examples: Examples, map_floor: float
-) -> None:
-    """The model's reconstructions and maps of the example images, maps drawn in its region."""
-    inference = model.infer(torch.from_numpy(examples.images[:, None]))
-    recon = inference.reconstruction
-    examples.reconstructions[name] = None if recon is None else recon[:, 0].numpy()
-    maps = inference.maps[model.config.default_score][:, 0].numpy()
-    examples.maps[name] = np.stack(
-        [
-            drawn_map(m, image, model.map_region, map_floor)
-            for m, image in zip(maps, examples.images, strict=True)
-        ]
-    )
 
 
 def _model_result(
@@ -86,87 +63,42 @@ def _model_result(
     options: StudyOptions,
     examples: Examples,
 ) -> ModelResult:
-    name = metadata.model
+    """Score ``view`` with one trained model, measure it, and add its outputs to ``examples``."""
     scored = score_split(model, view, options.scoring)
-    if is_global_zero():
-        scored.write_csv(options.out / "scores" / f"{name}.csv")
     masks = view.masks(scored.map_indices) if len(scored.map_indices) else None
     evaluation = evaluate_scored(scored, masks, n_boot=options.n_boot, seed=options.seed)
-    _add_model_to_examples(
-        model, name, examples, float(metadata.calibration.get("map_floor") or 0.0)
-    )
+    examples.add_model(model, float(metadata.calibration.get("map_floor") or 0.0))
     config = {
         "model_params": metadata.model_params,
         "train": metadata.train,
         "protocol": metadata.protocol,
     }
     return ModelResult(
-        name, evaluation, scored, metadata.training, config, run_dir, metadata.calibration
+        metadata.model, evaluation, scored, metadata.training, config, run_dir, metadata.calibration
     )
 
 
-Reference = tuple[dict[str, Any], np.ndarray]
-TrivialDetector = HistogramDistance | SharpnessDistance
-
-
-def trivial_scores(
-    detector: TrivialDetector, data: PreparedData, view: SplitView
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """A trivial detector fitted on the training images: its scores on ``view`` and the same
-    scores z-normalised on the normal validation images (``None`` without them)."""
-    detector.fit(data.view("train").images())
-    scores = detector.score(view.images())
-    normal_val = data.view("val_normal")
-    if len(normal_val) < 2:
-        return scores, None
-    return scores, zscores_against(scores, detector.score(normal_val.images()))
-
-
-def histogram_scores(data: PreparedData, view: SplitView) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`trivial_scores` of the histogram detector (the one fusions may include)."""
-    return trivial_scores(HistogramDistance(), data, view)
-
-
 def _references(
-    data: PreparedData, view: SplitView, results: list[ModelResult]
-) -> dict[str, Reference]:
-    """The trivial detectors, and fusions of the models' z-scores (with and without the
-    histogram detector, which may join a fusion, said openly), on the evaluated split."""
-    references: dict[str, Reference] = {}
-    histogram_z = None
-    if len(data.view("train")) and len(set(view.labels.tolist())) == 2:
-        for detector_class in TRIVIAL_DETECTORS:
-            detector = detector_class()
-            scores, z = trivial_scores(detector, data, view)
-            if detector.name == HistogramDistance.name:
-                histogram_z = z
-            references[detector.name] = (
-                baseline_entry(view.labels, scores, view.patient_ids),
-                scores,
-            )
-    calibrated = [r for r in results if r.calibration]
-    if len(calibrated) > 1:
-        members = [
-            zscores(r.scored.score, r.calibration, r.scored.default_score) for r in calibrated
-        ]
-        names = [f"{r.name}:{r.scored.default_score}" for r in calibrated]
-        for label, parts, member_names in (
-            ("fusion", members, names),
-            ("fusion+histogram", [*members, histogram_z], [*names, "histogram"]),
-        ):
-            if any(part is None for part in parts):
-                continue
-            fused = fuse(parts)  # type: ignore[arg-type]
-            entry = baseline_entry(
-                view.labels,
-                fused,
-                view.patient_ids,
-                "fusion",
-                members=", ".join(member_names),
-                rule=RULE,
-            )
-            references[label] = (entry, fused)
-    return references
+    data: PreparedData, view: SplitView, results: list[ModelResult], n_boot: int
+) -> dict[str, ReferenceScore]:
+    models = [
+        CalibratedScores(r.name, r.scored.default_score, r.scored.score, r.calibration)
+        for r in results
+    ]
+    return reference_scores(data, view, models, n_boot)
+
+
+def _write(
+    out: Path,
+    context: StudyContext,
+    results: list[ModelResult],
+    examples: Examples,
+    references: dict[str, ReferenceScore],
+) -> dict[str, Any]:
+    """The study's files and its report; the results as in ``results.json``."""
+    results_json = write_study(out, context, results, examples, references)
+    write_study_report(out, results_json)
+    return results_json
 
 
 def _context(
@@ -228,19 +160,19 @@ def evaluate_run(
         raise ConfigError(f"the {split} split needs normal and abnormal images to evaluate")
     examples = select_examples(view, options.n_examples, options.seed)
     result = _model_result(model, metadata, run_dir, view, options, examples)
-    baselines = {} if external else _references(data, view, [result])
     title = f"cxr-anomaly evaluation: {metadata.model} on {data.source.label()}"
     context = _context(title, data, view, options, None)
     if not is_global_zero():
         return None
-    return write_study(options.out, context, [result], examples, baselines)
+    references = {} if external else _references(data, view, [result], options.n_boot)
+    return _write(options.out, context, [result], examples, references)
 
 
 @dataclass
 class BenchmarkOptions(StudyOptions):
     """``benchmark``: which models, with which preset and overrides, on which data."""
 
-    models: tuple[str, ...] = DEMO_MODELS
+    models: tuple[str, ...] = field(default_factory=lambda: model_names(DEMO))
     data: DataConfig = field(default_factory=DataConfig)
     preset: str = "quick"
     train_overrides: dict[str, Any] = field(default_factory=dict)
@@ -300,6 +232,6 @@ def run_benchmark(options: BenchmarkOptions) -> dict[str, Any] | None:
     context = _context(title, data, view, options, options.preset)
     if not is_global_zero():
         return None
-    references = _references(data, view, results)
+    references = _references(data, view, results, options.n_boot)
     context.wall_seconds = time.perf_counter() - started
-    return write_study(options.out, context, results, examples, references)
+    return _write(options.out, context, results, examples, references)

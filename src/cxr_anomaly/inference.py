@@ -1,0 +1,220 @@
+"""The one batched inference path: a model's scores, maps and reconstructions of many images.
+
+Evaluation, ``predict``, calibration and the figures all go through :func:`infer_batch`:
+:func:`infer_loader` runs it under Lightning's ``Trainer.predict`` (the devices and strategies
+of training; under several processes each image is scored once, the distributed sampler's
+padding removed by index, and every process gets the whole result), :func:`infer_arrays` runs
+it in this process over in-memory images.
+
+A batch is a data loader's ``(images, indices)`` or a mapping with ``image`` and ``index``;
+other entries of a mapping (a file's read error, its patient id) come back beside the outputs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from cxr_anomaly.models.base import AnomalyModel
+
+
+@dataclass
+class ScoringOptions:
+    """How inference runs (the hardware options mirror training's)."""
+
+    batch_size: int = 64
+    accelerator: str = "cpu"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    progress: bool = False
+
+
+@dataclass
+class Inferred:
+    """What a model said about ``n`` images, in their order.
+
+    ``maps`` and ``reconstructions`` hold the images of ``kept`` only (those the caller asked
+    for), in index order; ``extras`` the batches' other entries, one value per image.
+    """
+
+    scores: dict[str, np.ndarray]
+    kept: np.ndarray
+    maps: np.ndarray
+    reconstructions: np.ndarray | None
+    extras: dict[str, list[Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    if isinstance(batch, Mapping):
+        extras = {k: v for k, v in batch.items() if k not in ("image", "index")}
+        return batch["image"], batch["index"], extras
+    images, index = batch
+    return images, index, {}
+
+
+def infer_batch(
+    model: AnomalyModel,
+    batch: Any,
+    keep: torch.Tensor | None = None,
+    reconstructions: bool = False,
+    map_dtype: torch.dtype = torch.float32,
+) -> dict[str, Any]:
+    """One batch through ``model.infer``, on the CPU: the indices, every score, and the default
+    map (as ``map_dtype``; float16 halves what a split's maps hold) and with ``reconstructions``
+    the reconstruction of the images whose index ``keep`` marks (all without ``keep``)."""
+    images, index, extras = _unpack(batch)
+    index = index.cpu()
+    result = model.infer(images)
+    chosen = torch.ones(len(index), dtype=torch.bool) if keep is None else keep[index]
+    amap = result.maps[model.config.default_score][:, 0]
+    on_device = chosen.to(amap.device)
+    recon = result.reconstruction
+    return {
+        "index": index,
+        "scores": {name: values.cpu() for name, values in result.scores.items()},
+        "kept": index[chosen],
+        "maps": amap[on_device].to(map_dtype).cpu(),
+        "recon": None if recon is None or not reconstructions else recon[on_device, 0].cpu(),
+        "extras": {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in extras.items()},
+    }
+
+
+def assemble(outputs: list[dict[str, Any]], n: int) -> Inferred:
+    """The outputs of :func:`infer_batch` over ``n`` images, each image once, in index order."""
+    if not outputs:
+        raise ValueError("nothing was scored")
+    index = torch.cat([o["index"] for o in outputs]).numpy()
+    order, first = np.unique(index, return_index=True)
+    if len(order) != n:
+        raise RuntimeError(f"scored {len(order)} of {n} images")
+    scores = {
+        name: torch.cat([o["scores"][name] for o in outputs]).numpy()[first].astype(np.float64)
+        for name in outputs[0]["scores"]
+    }
+    kept_all = torch.cat([o["kept"] for o in outputs]).numpy()
+    kept, kept_first = np.unique(kept_all, return_index=True)
+    maps = torch.cat([o["maps"] for o in outputs]).numpy()[kept_first]
+    has_recon = outputs[0]["recon"] is not None
+    recon = torch.cat([o["recon"] for o in outputs]).numpy()[kept_first] if has_recon else None
+    extras = {
+        key: [value for o in outputs for value in _as_list(o["extras"][key])]
+        for key in outputs[0]["extras"]
+    }
+    return Inferred(
+        scores=scores,
+        kept=kept.astype(np.int64),
+        maps=maps,
+        reconstructions=recon,
+        extras={key: [values[i] for i in first] for key, values in extras.items()},
+    )
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A batch entry as one value per image (a tensor's rows stay tensors)."""
+    return list(value.unbind(0)) if isinstance(value, torch.Tensor) else list(value)
+
+
+class InferenceModule(L.LightningModule):
+    """Wraps a model for ``Trainer.predict``: each step is one :func:`infer_batch`."""
+
+    def __init__(
+        self,
+        model: AnomalyModel,
+        keep: np.ndarray | None = None,
+        reconstructions: bool = False,
+        map_dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.keep = None if keep is None else torch.from_numpy(keep)
+        self.reconstructions = reconstructions
+        self.map_dtype = map_dtype
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
+        return infer_batch(self.model, batch, self.keep, self.reconstructions, self.map_dtype)
+
+
+def gather_outputs(outputs: list[Any]) -> list[Any]:
+    """Every process's ``Trainer.predict`` outputs, on every process (one all-gather)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return outputs
+    everything: list[list[dict[str, Any]] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(everything, outputs)
+    return [item for part in everything for item in (part or [])]
+
+
+def predict_trainer(options: ScoringOptions) -> L.Trainer:
+    """A Trainer for inference on the devices of ``options`` (models set their own precision)."""
+    return L.Trainer(
+        accelerator=options.accelerator,
+        devices=options.devices,
+        num_nodes=options.num_nodes,
+        strategy=options.strategy,
+        precision="32-true",
+        logger=False,
+        enable_progress_bar=options.progress,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+
+
+def infer_loader(
+    model: AnomalyModel,
+    loader: DataLoader[Any],
+    options: ScoringOptions | None = None,
+    keep: np.ndarray | None = None,
+    reconstructions: bool = False,
+    trainer: L.Trainer | None = None,
+    map_dtype: torch.dtype = torch.float32,
+) -> Inferred:
+    """Every image of ``loader`` through :func:`infer_batch` under ``Trainer.predict``.
+
+    Args:
+        model: the trained model.
+        loader: batches over a dataset of known length.
+        options: devices and strategy (ignored when ``trainer`` is given).
+        keep: (N,) bool, the images whose map (and reconstruction) to keep; all without it.
+        reconstructions: keep the reconstructions of the kept images too.
+        trainer: a Trainer to reuse across calls (see :func:`predict_trainer`).
+        map_dtype: the kept maps' type.
+    """
+    trainer = trainer or predict_trainer(options or ScoringOptions())
+    module = InferenceModule(model, keep, reconstructions, map_dtype)
+    start = time.perf_counter()
+    outputs = trainer.predict(module, dataloaders=loader) or []
+    seconds = time.perf_counter() - start
+    parts = gather_outputs([o for o in outputs if isinstance(o, dict)])
+    inferred = assemble(parts, len(loader.dataset))  # type: ignore[arg-type]
+    inferred.seconds = seconds
+    return inferred
+
+
+def infer_arrays(
+    model: AnomalyModel, images: np.ndarray, batch_size: int = 64, reconstructions: bool = False
+) -> Inferred:
+    """Images (N, 1, S, S) in [0, 1] through :func:`infer_batch` in this process."""
+    start = time.perf_counter()
+    outputs = [
+        infer_batch(
+            model,
+            (
+                torch.from_numpy(np.ascontiguousarray(images[begin : begin + batch_size])),
+                torch.arange(begin, min(begin + batch_size, len(images))),
+            ),
+            reconstructions=reconstructions,
+        )
+        for begin in range(0, len(images), batch_size)
+    ]
+    inferred = assemble(outputs, len(images))
+    inferred.seconds = time.perf_counter() - start
+    return inferred
