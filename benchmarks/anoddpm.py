@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for run in (Path(r) for r in args.runs.split(",")):
         noise = read_metadata(run).model_params["noise"]
-        size = read_metadata(run).image_size
+        size = read_metadata(run).data_config.size
         ref_seconds, ref_params = reference_seconds_per_image(noise, size, args.reference_images)
         found = modes(run, args.split, args.full_images, args.n_boot)
         found["reference_design"] = {"seconds_per_image": ref_seconds, "parameters_m": ref_params}

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from cxr_anomaly.config import AugmentConfig
-from cxr_anomaly.scoring import gaussian_kernel
+from cxr_anomaly.scoring import at_side, gaussian_kernel
 
 
 def _uniform(
@@ -100,9 +100,8 @@ def augment(
         mean = out.mean(dim=(1, 2, 3), keepdim=True)
         out = mean + (out - mean) * factor.view(n, 1, 1, 1)
     if cfg.blur:
-        # The sigma is given at 64 pixels and grows with the image side.
-        scale = x.shape[-1] / 64
-        out = _blur(out, _uniform(n, 0.0, cfg.blur * scale, generator, device))
+        largest = at_side(cfg.blur, x.shape[-1])
+        out = _blur(out, _uniform(n, 0.0, largest, generator, device))
     if cfg.noise:
         spread = _uniform(n, 0.0, cfg.noise, generator, device).view(n, 1, 1, 1)
         noise = torch.randn(out.shape, generator=generator).to(device)

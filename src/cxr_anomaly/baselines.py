@@ -81,21 +81,3 @@ class SharpnessDistance:
 
 TRIVIAL_DETECTORS = (HistogramDistance, SharpnessDistance)
 """Every trivial detector, each reported beside the models."""
-
-
-class MeanIntensityDistance:
-    """Absolute difference between an image's mean intensity and the normal mean."""
-
-    name = "mean-intensity"
-
-    def __init__(self) -> None:
-        self.reference: float | None = None
-
-    def fit(self, normal_images: np.ndarray) -> MeanIntensityDistance:
-        self.reference = float(normal_images.reshape(len(normal_images), -1).mean())
-        return self
-
-    def score(self, images: np.ndarray) -> np.ndarray:
-        if self.reference is None:
-            raise RuntimeError("fit the detector on normal images first")
-        return np.abs(images.reshape(len(images), -1).mean(axis=1) - self.reference)

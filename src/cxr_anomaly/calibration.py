@@ -13,13 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from cxr_anomaly import scoring
 from cxr_anomaly.inference import infer_arrays
 from cxr_anomaly.models.base import AnomalyModel
 from cxr_anomaly.novelty import InputStatistics
 
 DEFAULT_SPECIFICITIES = (0.9, 0.95, 0.99)
-MAP_SCALE_PERCENTILE = 99.5
-MAP_FLOOR_PERCENTILE = 50.0
 MAP_SAMPLE_PIXELS = 2_000_000
 
 
@@ -38,7 +37,9 @@ def score_images(
     inferred = infer_arrays(model, images, batch_size)
     pixels = inferred.maps.ravel()
     sample = pixels[:: max(1, pixels.size // MAP_SAMPLE_PIXELS)]
-    scale, floor = np.percentile(sample, [MAP_SCALE_PERCENTILE, MAP_FLOOR_PERCENTILE])
+    scale, floor = np.percentile(
+        sample, [scoring.MAP_SCALE_PERCENTILE, scoring.MAP_FLOOR_PERCENTILE]
+    )
     return inferred.scores, float(scale), float(floor)
 
 
@@ -79,7 +80,7 @@ class ScoreCalibration:
 
     def zscore(self, score: float | np.ndarray) -> np.ndarray:
         """(score - mean) / std of the normal validation scores."""
-        return (np.asarray(score) - self.mean) / (self.std if self.std > 0 else 1.0)
+        return scoring.zscore(np.asarray(score, dtype=np.float64), self.mean, self.std)
 
 
 def threshold_at(sorted_scores: np.ndarray, specificity: float) -> float:

@@ -69,10 +69,6 @@ class ModelMetadata:
     def data_config(self) -> DataConfig:
         return from_dict(DataConfig, self.data)
 
-    @property
-    def image_size(self) -> int:
-        return int(self.data["size"])
-
 
 def save_model(model: AnomalyModel, run_dir: Path, metadata: ModelMetadata) -> None:
     """Write the weights and metadata atomically (weights first, so JSON marks completion)."""
@@ -92,10 +88,6 @@ def read_metadata(run_dir: Path) -> ModelMetadata:
     if raw.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: unsupported format version {raw.get('format_version')}")
     return ModelMetadata(**raw)
-
-
-def write_metadata(run_dir: Path, metadata: ModelMetadata) -> None:
-    atomic.write_text(Path(run_dir) / META_FILE, json.dumps(asdict(metadata), indent=2))
 
 
 def load_weights(run_dir: Path, metadata: ModelMetadata | None = None) -> AnomalyModel:

@@ -17,29 +17,10 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from cxr_anomaly.config import TrainConfig
+from cxr_anomaly.hardware import on_gpu, resolve_precision
 
 log = logging.getLogger(__name__)
 CallbackT = TypeVar("CallbackT", bound=Callback)
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has bf16 matrix units (AVX-512 BF16 or AMX)."""
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
-
-
-def _on_gpu(accelerator: str) -> bool:
-    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-
-
-def resolve_precision(precision: str, accelerator: str = "auto") -> str:
-    """``auto`` -> ``bf16-mixed`` where the hardware has bf16 units, else ``32-true``."""
-    if precision != "auto":
-        return precision
-    if _on_gpu(accelerator):
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
-    return "bf16-mixed" if cpu_has_bf16() else "32-true"
 
 
 def is_global_zero() -> bool:
@@ -81,8 +62,8 @@ class BestWeights(Callback):
     validation loss and put them back when training ends.
 
     The kept weights travel in the epoch checkpoints, so a resumed run chooses among all its
-    epochs. They are restored at ``on_train_end``, before the models' ``on_fit_end`` (where
-    AnatPaste fits its normal embeddings) and before score calibration.
+    epochs. They are restored at ``on_train_end``, before the models fit their statistics of
+    normal images (``AnomalyModel.fit_normal_images``) and before score calibration.
     """
 
     def __init__(self, monitor: str = "val_loss") -> None:
@@ -193,7 +174,7 @@ def build_trainer(
         enable_progress_bar=progress,
         enable_model_summary=False,
         # SyncBatchNorm needs GPUs; on CPUs the models average BatchNorm statistics themselves.
-        sync_batchnorm=train.sync_batchnorm and _on_gpu(train.accelerator),
+        sync_batchnorm=train.sync_batchnorm and on_gpu(train.accelerator),
         deterministic=False,
         default_root_dir=run_dir,
         **kwargs,

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from cxr_anomaly import scoring
 from cxr_anomaly.calibration import calibration_for
 
 RULE = "mean of z-scores (each z-normalised on the normal validation images)"
@@ -26,7 +27,7 @@ def zscores(values: np.ndarray, calibration: dict[str, Any], score: str) -> np.n
 def zscores_against(values: np.ndarray, normal_values: np.ndarray) -> np.ndarray:
     """``values`` as z-scores against scores of normal images computed on the spot."""
     spread = float(np.std(normal_values, ddof=1)) if len(normal_values) > 1 else 0.0
-    return (values - float(np.mean(normal_values))) / (spread if spread > 0 else 1.0)
+    return scoring.zscore(values, float(np.mean(normal_values)), spread)
 
 
 def fuse(members: Sequence[np.ndarray]) -> np.ndarray:

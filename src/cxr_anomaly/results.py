@@ -118,6 +118,11 @@ def _map_floor(result: ModelResult, examples: Examples) -> float:
     return float(np.median(shown[shown > 0])) if (shown > 0).any() else 0.0
 
 
+def _has_scale(result: ModelResult) -> bool:
+    """Whether the heatmap scale was calibrated (on normal validation images), as in predict."""
+    return bool(result.calibration.get("map_scale"))
+
+
 def _write_reference_scores(
     path: Path, scored: ScoredSplit, references: dict[str, ReferenceScore]
 ) -> None:
@@ -174,6 +179,7 @@ def write_study(
             masks=examples.masks,
             titles=examples.titles,
             vmin={r.name: _map_floor(r, examples) for r in results},
+            vmax={r.name: r.calibration["map_scale"] for r in results if _has_scale(r)},
         )
     if references and results:
         _write_reference_scores(

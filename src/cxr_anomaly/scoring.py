@@ -7,19 +7,32 @@ score is the mean absolute error between the image and its reconstruction (pixel
 from __future__ import annotations
 
 import math
+from typing import Any, TypeVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+ValuesT = TypeVar("ValuesT", np.ndarray, torch.Tensor)
+
+REFERENCE_SIDE = 64
+"""Sizes given in pixels (blur and smoothing sigmas) mean pixels at 64x64 and scale with the
+image side, so that a setting means the same at every size."""
+MAP_SCALE_PERCENTILE = 99.5
+"""A heatmap is fully red at this percentile of its maps' pixels (of normal validation images
+where calibrated)."""
+MAP_FLOOR_PERCENTILE = 50.0
+"""A heatmap starts to be red above this percentile (a typical normal pixel)."""
+
+
+def at_side(pixels: float, side: int) -> float:
+    """``pixels`` given at :data:`REFERENCE_SIDE`, at an image side of ``side``."""
+    return pixels * side / REFERENCE_SIDE
 
 
 def l1_map(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     """Per-pixel absolute error (N, 1, H, W)."""
     return (x - reconstruction).abs()
-
-
-def squared_map(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-    """Per-pixel squared error (N, 1, H, W)."""
-    return (x - reconstruction).square()
 
 
 def lowpass_l1_map(x: torch.Tensor, reconstruction: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -48,6 +61,12 @@ def smooth(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     out = F.conv2d(out, kernel.view(1, 1, 1, -1))
     out = F.pad(out, (0, 0, radius, radius), mode="reflect")
     return F.conv2d(out, kernel.view(1, 1, -1, 1))
+
+
+def zscore(values: ValuesT, mean: Any, std: Any) -> ValuesT:
+    """``(values - mean) / std`` (arrays or tensors), a spread of 0 taken as 1: the one
+    z-normalisation of scores against their normal distribution (fusions, calibration)."""
+    return (values - mean) / (std if std > 0 else 1.0)
 
 
 def image_score(maps: torch.Tensor) -> torch.Tensor:

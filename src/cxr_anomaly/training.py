@@ -25,8 +25,8 @@ from cxr_anomaly.engine import (
     build_trainer,
     find_callback,
     is_global_zero,
-    resolve_precision,
 )
+from cxr_anomaly.hardware import resolve_precision
 from cxr_anomaly.models.base import AnomalyModel
 from cxr_anomaly.models.registry import build_model
 
@@ -108,6 +108,9 @@ def train(
     )
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    train_view = data.view("train")
+    # Every process fits on the whole training split (not its shard), so all ranks agree.
+    model.fit_normal_images(train_view.batches(config.train.batch_size), len(train_view))
     timer = find_callback(trainer, Timer)
     elapsed = timer.time_elapsed("train") if timer is not None else 0.0
     seconds = elapsed or time.perf_counter() - start

@@ -30,6 +30,7 @@ from numpy.typing import ArrayLike, NDArray
 from PIL import Image, ImageDraw, ImageFont
 
 from cxr_anomaly import atomic, metrics
+from cxr_anomaly.scoring import MAP_SCALE_PERCENTILE
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def red_heatmap_overlay(
     Args:
         image: (H, W) grey image in [0, 1] (clipped).
         amap: (H, W) anomaly map (values below ``vmin`` count as ``vmin``).
-        vmax: map value drawn at full opacity; default the 99th percentile of ``amap``.
+        vmax: map value drawn at full opacity; default the 99.5th percentile of ``amap``.
         alpha: maximum opacity of the red, in [0, 1].
         vmin: map value drawn with no red (0, or a typical normal pixel's value for maps that
             are never zero, such as feature distances).
@@ -200,7 +201,7 @@ def red_heatmap_overlay(
     if not np.isfinite(m).all():
         raise ValueError("amap contains NaN or infinite values")
     if vmax is None:
-        vmax = float(np.percentile(m, 99.0))
+        vmax = float(np.percentile(m, MAP_SCALE_PERCENTILE))
     span = vmax - vmin
     weight = alpha * np.clip((m - vmin) / span, 0.0, 1.0) if span > 0 else np.zeros_like(m)
     red = np.array([1.0, 0.0, 0.0])
@@ -292,7 +293,7 @@ def comparison_grid(
         boxes: per image, a list of ``(x, y, w, h)`` boxes (top-left corner, displayed pixels).
         titles: per image, a label written at the left (e.g. "opacity\\nIM-0337"); each line
             should fit the height of two panels (about 30 characters).
-        vmax: model -> map value drawn at full red. Default per model: the 99th percentile of
+        vmax: model -> map value drawn at full red. Default per model: the 99.5th percentile of
             that model's maps over all K images, so heat is comparable across the images.
         vmin: model -> map value drawn with no red (default 0; see :func:`red_heatmap_overlay`).
 
@@ -331,7 +332,7 @@ def comparison_grid(
         name: (
             float(vmax[name])
             if vmax is not None and name in vmax
-            else float(np.percentile(model_maps[name], 99.0))
+            else float(np.percentile(model_maps[name], MAP_SCALE_PERCENTILE))
         )
         for name in models
     }

@@ -68,6 +68,12 @@ class SplitView:
         has_mask = self.cache.status()["has_mask"][self.rows]
         return has_mask | (self.labels == 0)
 
+    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
+        """The images in order, ``batch_size`` at a time, as tensors (B, 1, S, S)."""
+        for start in range(0, len(self), batch_size):
+            stop = min(start + batch_size, len(self))
+            yield torch.from_numpy(self.images(np.arange(start, stop)))
+
     def subset(self, indices: Sequence[int]) -> SplitView:
         idx = np.asarray(indices, dtype=np.int64)
         return SplitView(self.name, [self.samples[i] for i in idx], self.rows[idx], self.cache)
@@ -106,6 +112,7 @@ class EpochShuffleSampler(Sampler[int]):
         return self.size
 
     def __iter__(self) -> Iterator[int]:
+        # One generator seed per (seed, epoch): a prime stride keeps the pairs apart.
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         return iter(torch.randperm(self.size, generator=generator).tolist())
 

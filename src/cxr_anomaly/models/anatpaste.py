@@ -324,34 +324,14 @@ class AnatPaste(AnomalyModel):
         self.log("val_loss", loss, prog_bar=True, sync_dist=True)
         self.log("val/accuracy", accuracy, sync_dist=True)
 
-    def on_fit_end(self) -> None:
-        """Fit the normal Gaussians on the training images once training is over.
-
-        Every process fits on the whole training split (not its shard), so all ranks agree.
-        """
-        datamodule = getattr(self.trainer, "datamodule", None)
-        data = getattr(datamodule, "data", None)
-        batch_size = self.train_config.batch_size
-        if data is not None and hasattr(data, "view"):
-            view = data.view("train")
-            count = len(view)
-            batches: Iterable[torch.Tensor] = (
-                torch.from_numpy(view.images(np.arange(i, min(i + batch_size, count))))
-                for i in range(0, count, batch_size)
-            )
-        else:
-            loader = self.trainer.train_dataloader
-            if loader is None:
-                log.warning("no training data to fit the normal embeddings on")
-                return
-            count = None
-            batches = (b[0] if isinstance(b, list | tuple) else b for b in loader)
+    def fit_normal_images(self, batches: Iterable[torch.Tensor], count: int) -> None:
+        """Fit the normal Gaussians on the training images (and, with augmentation, on
+        ``normal_fit_copies`` augmented copies of each)."""
         copies = self.cfg.normal_fit_copies if self.train_config.augment.enabled else 0
         if not copies:
             self.fit_normal(batches, count)
             return
-        total = None if count is None else count * (copies + 1)
-        self.fit_normal(self._with_augmented_copies(batches, copies), total)
+        self.fit_normal(self._with_augmented_copies(batches, copies), count * (copies + 1))
 
     def _with_augmented_copies(
         self, batches: Iterable[torch.Tensor], copies: int

@@ -32,7 +32,7 @@ from monai.networks.schedulers import DDPMScheduler
 
 from cxr_anomaly import scoring
 from cxr_anomaly.config import TrainConfig
-from cxr_anomaly.engine import cpu_has_bf16
+from cxr_anomaly.hardware import cpu_has_bf16
 from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig, add_lowpass_score
 from cxr_anomaly.models.diffusion import partial_diffusion
 from cxr_anomaly.models.ema import EMA

@@ -14,6 +14,7 @@ an explicit seeded generator, so a score never depends on which images share its
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -122,7 +123,7 @@ def add_lowpass_score(
     mostly how much fine texture an image has, the blurred one what the model changed."""
     if sigma <= 0:
         return
-    pixels = sigma * x.shape[-1] / 64
+    pixels = scoring.at_side(sigma, x.shape[-1])
     amap = scoring.lowpass_l1_map(x.float(), reconstruction.float(), pixels)
     result.maps[name] = amap
     result.scores[name] = scoring.image_score(amap)
@@ -177,10 +178,10 @@ class AnomalyModel(L.LightningModule, ABC):
         mean, std = self.fusion_stats.float()
         names = self.config.fuse
         scores["fused"] = torch.stack(
-            [(scores[n] - mean[i]) / std[i] for i, n in enumerate(names)]
+            [scoring.zscore(scores[n], mean[i], std[i]) for i, n in enumerate(names)]
         ).mean(0)
         maps["fused"] = torch.stack(
-            [(maps[n] - mean[i]) / std[i] for i, n in enumerate(names)]
+            [scoring.zscore(maps[n], mean[i], std[i]) for i, n in enumerate(names)]
         ).mean(0)
 
     @abstractmethod
@@ -290,6 +291,11 @@ class AnomalyModel(L.LightningModule, ABC):
         with torch.no_grad():
             average_buffers(self)
         self.update_ema()
+
+    def fit_normal_images(self, batches: Iterable[torch.Tensor], count: int) -> None:
+        """After training: fit what the model keeps of the normal training images (AnatPaste's
+        Gaussians of its features), from ``count`` images in batches (B, 1, S, S) in [0, 1].
+        Training calls it with the best weights restored; most models keep nothing."""
 
     def update_ema(self) -> None:
         """One EMA step after each optimisation step (models with an EMA override this)."""

@@ -302,6 +302,7 @@ class BiGAN(AnomalyModel):
         nets = self.test_nets()
         x = self.to_signed(self.batch_images(batch))
         recon = nets.generator(nets.encoder(x))
+        # Halved: the networks work in [-1, 1], the loss is in pixel units of [0, 1].
         self.log("val_loss", (recon - x).abs().mean() / 2, prog_bar=True, sync_dist=True)
 
     def _infer(self, x: torch.Tensor) -> Inference:

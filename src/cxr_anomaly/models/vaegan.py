@@ -377,6 +377,7 @@ class VAEGAN(AnomalyModel):
         x = self.to_signed(self.batch_images(batch))
         mu, _ = self.encoder(x)
         recon = self.decoder(mu)
+        # Halved: the networks work in [-1, 1], the loss is in pixel units of [0, 1].
         self.log("val_loss", (recon - x).abs().mean() / 2, prog_bar=True, sync_dist=True)
 
     def _infer(self, x: torch.Tensor) -> Inference:
