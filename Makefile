@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Extra arguments for `cxr-anomaly demo`, e.g. ARGS=--reference (the reference configuration).
 ARGS ?=
 
-.PHONY: install demo readme test test-all lint typecheck check browser clean
+.PHONY: install demo readme test test-slow test-all lint typecheck check browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,8 +34,13 @@ browser:
 	  && (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
 	  || echo "chromium not installed: the report-rendering test will be skipped"; }
 
+# The fast tests (the default); `test-slow`: the ones marked slow (several processes, whole
+# benchmarks, kill-and-resume), which CI runs too; `test-all`: both.
 test: $(STAMP) browser
 	$(PY) -m pytest
+
+test-slow: $(STAMP) browser
+	$(PY) -m pytest -m slow
 
 test-all: $(STAMP) browser
 	$(PY) -m pytest -m ''

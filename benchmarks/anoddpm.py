@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from common import machine, write_json
 from cxr_anomaly import metrics
 from cxr_anomaly.checkpoint import load_weights, read_metadata
 from cxr_anomaly.config import TrainConfig
@@ -165,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     payload: dict[str, Any] = {
-        "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()},
+        "machine": machine(),
         "simplex": simplex_speed(repeats=3),
         "runs": [],
     }
@@ -200,10 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{'fast, on the full images':<28} {'':>10} {'':>9} {'':>9} {same['auroc']:>8.3f} "
             f"[{same['auroc_ci'][0]:.3f}, {same['auroc_ci'][1]:.3f}] on {found['full']['images']}"
         )
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2))
-    print(f"wrote {path}")
+    print(f"wrote {write_json(args.json, payload)}")
     return 0
 
 

@@ -25,11 +25,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import sys
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -38,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import roc_auc_score
 
+from common import machine, write_json
 from cxr_anomaly.data.phantoms import (
     ANOMALY_TYPES,
     SyntheticItem,
@@ -135,19 +131,6 @@ def pca_reconstruction_scores(
     return scores
 
 
-def _write_json(path: Path, payload: dict[str, object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print a table and write JSON. Returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -221,14 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         "auroc_size": args.size,
         "speed": speed,
         "trivial_detectors": detectors,
-        "machine": {
-            "python": sys.version.split()[0],
-            "numpy": np.__version__,
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-        },
+        "machine": machine(),
     }
-    _write_json(args.json, payload)
+    write_json(args.json, payload)
     print(f"\nwrote {args.json}")
     return 0
 

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import machine, write_json
+
 DEFAULT_MODELS = "bigan,vaegan,anoddpm-gaussian,anatpaste"
 
 
@@ -102,24 +104,14 @@ def main(argv: list[str] | None = None) -> int:
                     row["error"] = (done.stderr.strip().splitlines() or ["failed"])[-1]
                 rows.append(row)
                 print(row, flush=True)
-    import platform
 
-    import torch
-
-    machine = {
-        "platform": platform.platform(),
-        "cpu_count": cores,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
     print(f"{'model':<18} {'processes':>9} {'images/s':>9}")
     for row in rows:
         ips = row.get("images_per_s")
         print(
             f"{row['model']:<18} {row['processes']:>9} {ips if ips is None else round(ips, 1)!s:>9}"
         )
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"machine": machine, "args": vars(args), "rows": rows}, indent=2))
+    path = write_json(args.json, {"machine": machine(), "args": vars(args), "rows": rows})
     print(f"wrote {path}")
     return 0
 

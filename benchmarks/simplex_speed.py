@@ -24,11 +24,8 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
-import json
 import os
-import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -38,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from common import cpu_model, machine, write_json
 from cxr_anomaly.models.noise import SimplexParams, simplex_noise_like
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "simplex_speed.json"
@@ -83,52 +81,16 @@ def _package_field(seed: int, t: int, size: int, params: SimplexParams) -> np.nd
     return out
 
 
-def _cpu_model() -> str | None:
-    """The CPU model name from ``/proc/cpuinfo`` (Linux), where ``platform`` gives none."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
 def _machine(device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "processor": platform.processor() or platform.machine(),
-        "cpu_model": _cpu_model(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads_default": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "device": str(device),
-        "numba_installed": importlib.util.find_spec("numba") is not None,
-    }
     try:
-        info["opensimplex"] = metadata.version("opensimplex")
+        opensimplex: str | None = metadata.version("opensimplex")
     except metadata.PackageNotFoundError:
-        info["opensimplex"] = None
-    if hasattr(os, "getloadavg"):
-        info["load_average_1min"] = os.getloadavg()[0]
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        opensimplex = None
+    return machine(
+        device=str(device),
+        numba_installed=importlib.util.find_spec("numba") is not None,
+        opensimplex=opensimplex,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Simplex noise, batch {args.batch} x {args.size}x{args.size}, {params.octaves} octaves "
         f"(persistence {params.persistence}, frequency {params.frequency}); device {device}; "
-        f"{_cpu_model() or platform.processor()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+        f"{cpu_model()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
     )
     header = (
         f"{'implementation':24s} {'threads':>7s} {'fields/s':>9s} {'batch wall':>11s} "
@@ -247,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": _machine(device),
         "rows": rows,
     }
-    _write_json(args.json, payload)
+    write_json(args.json, payload)
     print(f"wrote {args.json}")
     return 0
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
+
+from common import machine, write_json
 
 DEFAULT_MODELS = "bigan,vaegan,anoddpm-gaussian,anoddpm-simplex,anatpaste"
 
@@ -121,21 +121,6 @@ def _run_child(model: str, preset: str, precision: str, argv: list[str]) -> dict
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def machine() -> dict[str, Any]:
-    import platform
-
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=DEFAULT_MODELS)
@@ -188,9 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     print(" | ".join(columns))
     for row in rows:
         print(" | ".join(str(row.get(c, "")) for c in columns))
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"machine": machine(), "args": vars(args), "rows": rows}, indent=2))
+    path = write_json(args.json, {"machine": machine(), "args": vars(args), "rows": rows})
     print(f"wrote {path}")
     return 0
 

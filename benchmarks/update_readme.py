@@ -1,4 +1,5 @@
-"""Regenerate the README's result tables (and the demo figures) from results files.
+"""Regenerate the result tables of the README and ``docs/results.md`` (and the demo figures)
+from results files.
 
 No number in a generated block is typed by hand. A block sits between two markers naming its
 source, relative to the repository root:
@@ -35,6 +36,7 @@ BLOCK = re.compile(
     r"(?P<body>.*?)(?P<end><!-- end generated -->)",
     re.DOTALL,
 )
+DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "results.md")
 FIGURES = {"roc.png": "demo_roc.png", "comparison_grid.png": "demo_grid.png"}
 
 
@@ -93,24 +95,36 @@ def update(text: str, root: Path = ROOT) -> tuple[str, list[str], list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--readme", default=str(ROOT / "README.md"))
+    parser.add_argument(
+        "--readme",
+        action="append",
+        help="a Markdown file to update (repeatable; default README.md and docs/results.md)",
+    )
     parser.add_argument("--figures", help="a demo/benchmark output folder to copy figures from")
     parser.add_argument("--check", action="store_true", help="only report out-of-date blocks")
     args = parser.parse_args(argv)
-    readme = Path(args.readme)
-    text, changed, missing = update(readme.read_text(), readme.resolve().parent)
-    for name in missing:
-        print(f"warning: {name} not found; its block is left as it is", file=sys.stderr)
+    documents = [Path(p) for p in args.readme or DOCUMENTS]
+    stale = False
+    for document in documents:
+        # Sources are named relative to the repository root (a file elsewhere: to its folder).
+        resolved = document.resolve()
+        root = ROOT if resolved.is_relative_to(ROOT) else resolved.parent
+        text, changed, missing = update(document.read_text(), root)
+        for name in missing:
+            print(f"warning: {name} not found; its block is left as it is", file=sys.stderr)
+        if args.check:
+            for name in changed:
+                print(f"out of date: {document}: the block generated from {name}")
+            stale = stale or bool(changed)
+            continue
+        document.write_text(text)
+        print(f"{document}: {len(changed)} block(s) regenerated")
     if args.check:
-        for name in changed:
-            print(f"out of date: the block generated from {name}")
-        return 1 if changed else 0
-    readme.write_text(text)
-    print(f"{readme}: {len(changed)} block(s) regenerated")
+        return 1 if stale else 0
     if args.figures:
         figures = Path(args.figures) / "figures"
         for source, target in FIGURES.items():
-            shutil.copyfile(figures / source, readme.resolve().parent / "docs" / target)
+            shutil.copyfile(figures / source, ROOT / "docs" / target)
             print(f"copied {figures / source} to docs/{target}")
     return 0
 

@@ -14,6 +14,8 @@ from safetensors.torch import load_file
 
 from tiny import MODEL_NAMES
 
+pytestmark = pytest.mark.slow  # several processes per test; CI runs them with `make test-slow`
+
 JOB = Path(__file__).with_name("ddp_job.py")
 
 

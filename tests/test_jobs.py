@@ -60,6 +60,7 @@ def _scores_csv(path: Path, score: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array([int(r["label"]) for r in rows]), np.array([float(r[score]) for r in rows])
 
 
+@pytest.mark.slow
 def test_benchmark_writes_results_figures_and_report(
     benchmark: tuple[Path, dict[str, Any]],
 ) -> None:
@@ -83,6 +84,7 @@ def test_benchmark_writes_results_figures_and_report(
         assert results["references"][name]["auroc"] == pytest.approx(metrics.auroc(labels, values))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_results_agree_with_the_per_image_scores(
     name: str, benchmark: tuple[Path, dict[str, Any]]
@@ -99,6 +101,7 @@ def test_results_agree_with_the_per_image_scores(
     assert entry["training"]["epochs"] == 1
 
 
+@pytest.mark.slow
 def test_report_shows_every_model_with_its_numbers(
     benchmark: tuple[Path, dict[str, Any]],
 ) -> None:
@@ -111,6 +114,7 @@ def test_report_shows_every_model_with_its_numbers(
     assert "pytest" in text  # the command that produced it
 
 
+@pytest.mark.slow
 def test_a_second_benchmark_reuses_the_trained_models(
     benchmark: tuple[Path, dict[str, Any]], bench_root: Path
 ) -> None:
@@ -122,6 +126,7 @@ def test_a_second_benchmark_reuses_the_trained_models(
         assert again["models"][name]["image"]["auroc"] == results["models"][name]["image"]["auroc"]
 
 
+@pytest.mark.slow
 def test_evaluate_on_the_runs_own_split_and_on_external_data(
     benchmark: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -152,6 +157,7 @@ def _chromium() -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium_with_every_figure_loaded(
     benchmark: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:

@@ -190,6 +190,7 @@ def _interrupt_and_resume(name: str, tmp_path: Path) -> tuple[Path, int | None]:
     return run_dir, first.epoch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bigan", "vaegan", "anoddpm-simplex"])
 def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
     name: str, tmp_path: Path

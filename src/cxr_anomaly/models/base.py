@@ -27,18 +27,24 @@ from cxr_anomaly.augment import augment
 from cxr_anomaly.config import TrainConfig
 
 
-def average_gradients(params: list[torch.nn.Parameter]) -> None:
-    """Average the gradients of ``params`` over all processes (one all-reduce); no-op alone."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+def _average_in_place(tensors: list[torch.Tensor]) -> None:
+    """Replace each tensor by its mean over all processes (one all-reduce); no-op alone."""
+    if not tensors or not (dist.is_available() and dist.is_initialized()):
         return
-    grads = [p.grad for p in params if p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    if dist.get_world_size() == 1:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
     dist.all_reduce(flat)
     flat /= dist.get_world_size()
     offset = 0
-    for grad in grads:
-        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
-        offset += grad.numel()
+    for tensor in tensors:
+        tensor.copy_(flat[offset : offset + tensor.numel()].view_as(tensor))
+        offset += tensor.numel()
+
+
+def average_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Average the gradients of ``params`` over all processes; no-op alone."""
+    _average_in_place([p.grad for p in params if p.grad is not None])
 
 
 def average_buffers(module: torch.nn.Module) -> None:
@@ -47,18 +53,7 @@ def average_buffers(module: torch.nn.Module) -> None:
     SyncBatchNorm needs GPUs; on CPUs each rank's statistics would drift apart, so they are
     averaged after every step and every rank keeps identical weights and buffers.
     """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return
-    buffers = [b for b in module.buffers() if b.is_floating_point()]
-    if not buffers:
-        return
-    flat = torch.cat([b.reshape(-1) for b in buffers])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    offset = 0
-    for buffer in buffers:
-        buffer.copy_(flat[offset : offset + buffer.numel()].view_as(buffer))
-        offset += buffer.numel()
+    _average_in_place([b for b in module.buffers() if b.is_floating_point()])
 
 
 @dataclass

@@ -53,32 +53,29 @@ def _preset_files(spec: ModelSpec) -> list[Path]:
     return sorted(folder.glob(f"{spec.name}-*.yaml"))
 
 
+_BOTH = frozenset({REFERENCE, DEMO})
 _SPECS = (
     ModelSpec(
         "bigan",
         "cxr_anomaly.models.bigan:BiGAN",
         "BiGAN / EGBAD: encoder, generator and a joint discriminator",
-        tags=frozenset({REFERENCE, DEMO}),
+        tags=_BOTH,
     ),
     ModelSpec(
         "vaegan",
         "cxr_anomaly.models.vaegan:VAEGAN",
         "VAE-GAN: a VAE whose decoder is also a GAN generator",
-        tags=frozenset({REFERENCE, DEMO}),
+        tags=_BOTH,
     ),
-    ModelSpec(
-        "anoddpm-gaussian",
-        "cxr_anomaly.models.anoddpm:AnoDDPM",
-        "AnoDDPM with Gaussian noise: partial diffusion and denoising",
-        fixed={"noise": "gaussian"},
-        tags=frozenset({REFERENCE, DEMO}),
-    ),
-    ModelSpec(
-        "anoddpm-simplex",
-        "cxr_anomaly.models.anoddpm:AnoDDPM",
-        "AnoDDPM with simplex noise",
-        fixed={"noise": "simplex"},
-        tags=frozenset({REFERENCE, DEMO}),
+    *(
+        ModelSpec(
+            f"anoddpm-{noise}",
+            "cxr_anomaly.models.anoddpm:AnoDDPM",
+            f"AnoDDPM with {noise} noise: partial diffusion and denoising",
+            fixed={"noise": noise},
+            tags=_BOTH,
+        )
+        for noise in ("gaussian", "simplex")
     ),
     ModelSpec(
         "anatpaste",
