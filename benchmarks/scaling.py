@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from common import machine, write_json
-
-DEFAULT_MODELS = "bigan,vaegan,anoddpm-gaussian,anatpaste"
+from cxr_anomaly.models.registry import model_names
 
 
 def _child(model: str, processes: int, epochs: int, n_train: int, out: Path) -> None:
@@ -64,7 +63,7 @@ def _child(model: str, processes: int, epochs: int, n_train: int, out: Path) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=DEFAULT_MODELS)
+    parser.add_argument("--models", default=",".join(model_names()))
     parser.add_argument("--processes", default="1,2")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--n-train", type=int, default=512)

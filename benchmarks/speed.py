@@ -19,8 +19,7 @@ import time
 from typing import Any
 
 from common import machine, write_json
-
-DEFAULT_MODELS = "bigan,vaegan,anoddpm-gaussian,anoddpm-simplex,anatpaste"
+from cxr_anomaly.models.registry import model_names
 
 
 def _measure(model_name: str, preset: str, precision: str, args: argparse.Namespace) -> dict:
@@ -123,7 +122,7 @@ def _run_child(model: str, preset: str, precision: str, argv: list[str]) -> dict
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=DEFAULT_MODELS)
+    parser.add_argument("--models", default=",".join(model_names()))
     parser.add_argument("--presets", default="quick")
     parser.add_argument("--precisions", default="32-true,bf16-mixed")
     parser.add_argument("--size", type=int, default=64)

@@ -44,7 +44,10 @@ def scores_of(name: str) -> dict[str, list[float]]:
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_scores_match_the_golden_values(name: str) -> None:
-    golden = json.loads(GOLDEN.read_text())[name]
+    stored = json.loads(GOLDEN.read_text())
+    if name not in stored:
+        pytest.skip(f"no golden scores for {name} yet: python tests/test_golden.py --write")
+    golden = stored[name]
     found = scores_of(name)
     assert set(found) == set(golden)
     for score, values in golden.items():
