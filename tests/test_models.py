@@ -320,3 +320,31 @@ def test_gan_lowpass_score_is_the_blurred_reconstruction_error(name: str) -> Non
     torch.testing.assert_close(result.scores["lowpass"], expected.mean((1, 2, 3)))
     with pytest.raises(ValueError, match="lowpass_sigma"):
         build_model(name, {**TINY_PARAMS[name], "lowpass_sigma": -1.0})
+
+
+class _ScrambleGlobalRandomness(L.Callback):
+    """Reseeds torch's global generator at every epoch start with ``seed``."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        torch.manual_seed(self.seed)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_training_noise_comes_from_the_models_generators_not_the_global_one(
+    name: str, tmp_path: Path
+) -> None:
+    weights = []
+    for seed in (1, 2):
+        run = tmp_path / f"run{seed}"
+        train(
+            tiny_run(name, tmp_path / "cache", epochs=2),
+            run,
+            progress=False,
+            callbacks=[_ScrambleGlobalRandomness(seed)],
+        )
+        weights.append(load_file(run / "model.safetensors"))
+    for key, value in weights[0].items():
+        torch.testing.assert_close(value, weights[1][key], rtol=0, atol=0, msg=key)

@@ -44,17 +44,23 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
 
 
 class EpochSeed(Callback):
-    """Reseed torch's global generator at each epoch start from (seed, epoch, rank).
+    """At each epoch start, reseed the model's training noise from (seed, epoch, rank).
 
-    The training noise (latent samples, dropout, diffusion timesteps) then depends only on the
-    epoch, so a run resumed from an epoch checkpoint continues exactly as an uninterrupted one.
+    The noise (latent samples, dropout, diffusion timesteps, augmentation) is drawn from the
+    model's own generators (``AnomalyModel.reseed_noise``), never from torch's global one, and
+    depends only on the epoch: a run resumed from an epoch checkpoint continues exactly as an
+    uninterrupted one, so the generators' states need no place in the checkpoint.
     """
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        torch.manual_seed(epoch_seed(self.seed, trainer.current_epoch, trainer.global_rank))
+        seed = epoch_seed(self.seed, trainer.current_epoch, trainer.global_rank)
+        reseed = getattr(pl_module, "reseed_noise", None)
+        if reseed is None:
+            raise TypeError(f"{type(pl_module).__name__} draws no seeded training noise")
+        reseed(seed)
 
 
 class BestWeights(Callback):

@@ -312,7 +312,7 @@ class AnatPaste(AnomalyModel):
         lungs = self.batch_lungs(batch, self.batch_images(batch), "train")
         x, moved_lungs = self.training_images(batch, lungs)
         assert moved_lungs is not None
-        loss, accuracy = self._pasted_loss(x, moved_lungs, None)
+        loss, accuracy = self._pasted_loss(x, moved_lungs, self.noise)
         self.log_dict({"train/loss": loss.detach(), "train/accuracy": accuracy}, prog_bar=True)
         return loss
 

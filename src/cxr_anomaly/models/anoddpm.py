@@ -203,9 +203,9 @@ class AnoDDPM(AnomalyModel):
 
     def _training_noise(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.cfg.noise == "gaussian":
-            return torch.randn_like(x)
+            return self.randn_like(x)
         generator = torch.Generator(device=x.device)
-        generator.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+        generator.manual_seed(int(torch.randint(0, 2**62, (1,), generator=self.noise).item()))
         return simplex_noise_like(
             x.float(), t, generator, self.cfg.simplex, self.cfg.simplex_normalise
         ).to(x.dtype)
@@ -239,7 +239,13 @@ class AnoDDPM(AnomalyModel):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x0 = self.to_signed(self.training_images(batch)[0])
-        t = torch.randint(0, self.cfg.training_t_limit, (x0.shape[0],), device=x0.device)
+        t = torch.randint(
+            0,
+            self.cfg.training_t_limit,
+            (x0.shape[0],),
+            generator=self.device_noise,
+            device=x0.device,
+        )
         noise = self._training_noise(x0, t)
         loss = self._loss(self.unet, x0, noise, t)
         self.log("train/loss", loss.detach(), prog_bar=True)

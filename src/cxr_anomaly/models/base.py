@@ -56,6 +56,22 @@ def average_buffers(module: torch.nn.Module) -> None:
     _average_in_place([b for b in module.buffers() if b.is_floating_point()])
 
 
+class SeededDropout(torch.nn.Module):
+    """Dropout whose masks are drawn from the owning model's training generator (set by
+    :meth:`AnomalyModel.reseed_noise`), not from torch's global one."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand(x.shape, generator=self.generator, device=x.device) >= self.p
+        return x * keep.to(x.dtype) / (1 - self.p)
+
+
 @dataclass
 class ModelConfig:
     """Settings shared by every model.
@@ -142,6 +158,10 @@ class AnomalyModel(L.LightningModule, ABC):
         self.fusion_stats: torch.Tensor
         stats = torch.stack([torch.zeros(len(config.fuse)), torch.ones(len(config.fuse))])
         self.register_buffer("fusion_stats", stats)
+        # Training noise: a CPU generator (small draws, augmentation, pasting) and one on the
+        # model's device (image-sized noise, latents, dropout), both from reseed_noise.
+        self._noise: torch.Generator | None = None
+        self._device_noise: torch.Generator | None = None
 
     # -- the interface -------------------------------------------------------------------------
 
@@ -287,6 +307,37 @@ class AnomalyModel(L.LightningModule, ABC):
             average_buffers(self)
         self.update_ema()
 
+    def reseed_noise(self, seed: int) -> None:
+        """Seed the model's training noise. Training calls it at each epoch start with a seed
+        of (run seed, epoch, rank), so an epoch's noise depends on nothing else: a run resumed
+        from an epoch checkpoint draws what the uninterrupted run drew, and no global random
+        state is involved."""
+        self._noise = torch.Generator().manual_seed(seed)
+        self._device_noise = torch.Generator(device=self.device).manual_seed(seed)
+        for module in self.modules():
+            if isinstance(module, SeededDropout):
+                module.generator = self._device_noise
+
+    @property
+    def noise(self) -> torch.Generator:
+        """The CPU generator of training noise (seeded from the run seed until reseeded)."""
+        if self._noise is None:
+            self.reseed_noise(self.train_config.seed)
+        assert self._noise is not None
+        return self._noise
+
+    @property
+    def device_noise(self) -> torch.Generator:
+        """The generator of training noise on the model's device."""
+        if self._device_noise is None or self._device_noise.device != self.device:
+            self.reseed_noise(self.train_config.seed)
+        assert self._device_noise is not None
+        return self._device_noise
+
+    def randn_like(self, x: torch.Tensor) -> torch.Tensor:
+        """Standard normal training noise shaped like ``x``, from :attr:`device_noise`."""
+        return torch.randn(x.shape, generator=self.device_noise, device=x.device, dtype=x.dtype)
+
     def fit_normal_images(self, batches: Iterable[torch.Tensor], count: int) -> None:
         """After training: fit what the model keeps of the normal training images (AnatPaste's
         Gaussians of its features), from ``count`` images in batches (B, 1, S, S) in [0, 1].
@@ -304,5 +355,5 @@ class AnomalyModel(L.LightningModule, ABC):
         self, batch: Any, masks: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """A training batch's images (and ``masks``, moved alike) after ``train.augment``."""
-        x, moved = augment(self.batch_images(batch), self.train_config.augment, masks)
+        x, moved = augment(self.batch_images(batch), self.train_config.augment, masks, self.noise)
         return self.prepare_input(x), moved

@@ -45,7 +45,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxr_anomaly.config import TrainConfig
-from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig, normal_init
+from cxr_anomaly.models.base import (
+    AnomalyModel,
+    Inference,
+    ModelConfig,
+    SeededDropout,
+    normal_init,
+)
 from cxr_anomaly.models.ema import EMA
 from cxr_anomaly.models.uncertainty import (
     add_uncertainty_score,
@@ -157,7 +163,7 @@ class BiGANDiscriminator(nn.Module):
             layers.append(nn.Conv2d(c_prev, c, 4, 2, 1, bias=i == 0))
             if i > 0:
                 layers.append(nn.BatchNorm2d(c))
-            layers += [nn.LeakyReLU(0.1), nn.Dropout(cfg.dropout)]
+            layers += [nn.LeakyReLU(0.1), SeededDropout(cfg.dropout)]
             c_prev = c
         layers.append(nn.Flatten())
         self.x_path = nn.Sequential(*layers)
@@ -165,14 +171,14 @@ class BiGANDiscriminator(nn.Module):
         self.z_path = nn.Sequential(
             nn.Linear(cfg.latent_dim, cfg.discriminator_z_units),
             nn.LeakyReLU(0.1),
-            nn.Dropout(cfg.dropout),
+            SeededDropout(cfg.dropout),
         )
         self.joint = nn.Sequential(
             nn.Linear(
                 c_prev * side * side + cfg.discriminator_z_units, cfg.discriminator_joint_units
             ),
             nn.LeakyReLU(0.1),
-            nn.Dropout(cfg.dropout),
+            SeededDropout(cfg.dropout),
         )
         self.logit = nn.Linear(cfg.discriminator_joint_units, 1)
 
@@ -244,12 +250,13 @@ class BiGAN(AnomalyModel):
             x_d, x = x[:half], x[half : 2 * half]
         else:
             x_d = x
-        z = torch.randn(x.shape[0], self.cfg.latent_dim, device=x.device)
+        shape = (x.shape[0], self.cfg.latent_dim)
+        z = torch.randn(shape, generator=self.device_noise, device=x.device)
         ones = torch.ones(x.shape[0], device=x.device)
         zeros = torch.zeros_like(ones)
         bce = F.binary_cross_entropy_with_logits
 
-        z_d = z if x_d is x else torch.randn_like(z)
+        z_d = z if x_d is x else self.randn_like(z)
         z_hat = nets.encoder(x_d)
         x_gen = nets.generator(z_d)
         real_logit, _ = nets.discriminator(x_d, z_hat.detach())

@@ -252,9 +252,9 @@ class VAEGAN(AnomalyModel):
 
     def _losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         mu, logvar = self.encoder(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        z = mu + self.randn_like(mu) * torch.exp(0.5 * logvar)
         x_tilde, pixel_logvar = self.decoder.with_logvar(z)
-        x_prior = self.decoder(torch.randn_like(mu))
+        x_prior = self.decoder(self.randn_like(mu))
         kl = -0.5 * torch.mean(1 + logvar - mu.square() - logvar.exp())
         pixel = (
             (x_tilde - x).abs().mean()
