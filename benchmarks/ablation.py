@@ -43,8 +43,8 @@ from cxr_anomaly import metrics
 from cxr_anomaly.config import DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.data.splits import split_note
+from cxr_anomaly.engine import ScoringOptions
 from cxr_anomaly.fusion import disagreement, fuse, zscores
-from cxr_anomaly.inference import ScoringOptions
 from cxr_anomaly.jobs import BenchmarkOptions, run_benchmark
 from cxr_anomaly.references import histogram_scores
 from cxr_anomaly.results import references_of

@@ -31,8 +31,8 @@ from cxr_anomaly import metrics
 from cxr_anomaly.checkpoint import load_weights, read_metadata
 from cxr_anomaly.config import TrainConfig
 from cxr_anomaly.data.datamodule import PreparedData
+from cxr_anomaly.engine import ScoringOptions
 from cxr_anomaly.evaluation import score_split
-from cxr_anomaly.inference import ScoringOptions
 from cxr_anomaly.models.anoddpm import AnoDDPM
 from cxr_anomaly.models.noise import SimplexParams, simplex_noise_like
 from cxr_anomaly.models.registry import build_model

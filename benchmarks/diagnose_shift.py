@@ -23,7 +23,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
 
@@ -34,6 +33,7 @@ from cxr_anomaly.config import DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.data.records import ABNORMAL
 from cxr_anomaly.data.splits import make_splits
+from cxr_anomaly.inference import infer_arrays
 
 HERE = Path(__file__).resolve().parent
 
@@ -78,13 +78,7 @@ def model_shift(run_dir: Path) -> dict[str, float]:
     data.prepare(("val_normal", "val"))
 
     def scores(images: np.ndarray) -> np.ndarray:
-        name = model.config.default_score
-        return np.concatenate(
-            [
-                model.infer(torch.from_numpy(images[i : i + 128])).scores[name].numpy()
-                for i in range(0, len(images), 128)
-            ]
-        )
+        return infer_arrays(model, images, 128).scores[model.config.default_score]
 
     held_out = scores(data.view("val_normal").images())
     val = data.view("val")

@@ -18,9 +18,8 @@ from safetensors.torch import save_file
 from cxr_anomaly.checkpoint import load_weights
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.data.phantoms import make_phantom
-from cxr_anomaly.engine import is_global_zero
+from cxr_anomaly.engine import ScoringOptions, is_global_zero
 from cxr_anomaly.evaluation import score_split
-from cxr_anomaly.inference import ScoringOptions
 from cxr_anomaly.predict import run_predict
 from cxr_anomaly.training import train
 from tiny import MODEL_NAMES, tiny_run

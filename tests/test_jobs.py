@@ -16,7 +16,7 @@ import pytest
 
 from cxr_anomaly import cli, metrics
 from cxr_anomaly.config import DataConfig
-from cxr_anomaly.inference import ScoringOptions
+from cxr_anomaly.engine import ScoringOptions
 from cxr_anomaly.jobs import (
     BenchmarkOptions,
     StudyOptions,

@@ -213,7 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _scoring_options(args: argparse.Namespace) -> Any:
-    from cxr_anomaly.inference import ScoringOptions
+    from cxr_anomaly.engine import ScoringOptions
 
     hardware = _trainer_overrides(args)
     return ScoringOptions(

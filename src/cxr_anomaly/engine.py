@@ -1,4 +1,5 @@
-"""Builds the Lightning Trainer: devices, strategy, precision, callbacks and loggers."""
+"""Builds every Lightning Trainer: for training (devices, strategy, precision, callbacks and
+loggers) and for inference (:func:`build_predict_trainer`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import importlib.util
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -106,6 +108,33 @@ class BestWeights(Callback):
         self.best_loss = state_dict["best_loss"]
         self.best_epoch = state_dict["best_epoch"]
         self.weights = state_dict["weights"]
+
+
+@dataclass
+class ScoringOptions:
+    """How inference runs (the hardware options mirror training's)."""
+
+    batch_size: int = 64
+    accelerator: str = "cpu"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    progress: bool = False
+
+
+def build_predict_trainer(options: ScoringOptions) -> L.Trainer:
+    """A Trainer for inference on the devices of ``options`` (models set their own precision)."""
+    return L.Trainer(
+        accelerator=options.accelerator,
+        devices=options.devices,
+        num_nodes=options.num_nodes,
+        strategy=options.strategy,
+        precision="32-true",
+        logger=False,
+        enable_progress_bar=options.progress,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
 
 
 def find_callback(trainer: L.Trainer, kind: type[CallbackT]) -> CallbackT | None:

@@ -16,7 +16,8 @@ import torch
 
 from cxr_anomaly import atomic, metrics
 from cxr_anomaly.data.datamodule import SplitView, make_loader
-from cxr_anomaly.inference import ScoringOptions, infer_loader
+from cxr_anomaly.engine import ScoringOptions
+from cxr_anomaly.inference import infer_loader
 from cxr_anomaly.models.base import AnomalyModel
 
 

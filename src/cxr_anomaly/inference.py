@@ -23,19 +23,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from cxr_anomaly.engine import ScoringOptions, build_predict_trainer
 from cxr_anomaly.models.base import AnomalyModel
-
-
-@dataclass
-class ScoringOptions:
-    """How inference runs (the hardware options mirror training's)."""
-
-    batch_size: int = 64
-    accelerator: str = "cpu"
-    devices: Any = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    progress: bool = False
 
 
 @dataclass
@@ -153,21 +142,6 @@ def gather_outputs(outputs: list[Any]) -> list[Any]:
     return [item for part in everything for item in (part or [])]
 
 
-def predict_trainer(options: ScoringOptions) -> L.Trainer:
-    """A Trainer for inference on the devices of ``options`` (models set their own precision)."""
-    return L.Trainer(
-        accelerator=options.accelerator,
-        devices=options.devices,
-        num_nodes=options.num_nodes,
-        strategy=options.strategy,
-        precision="32-true",
-        logger=False,
-        enable_progress_bar=options.progress,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
-
-
 def infer_loader(
     model: AnomalyModel,
     loader: DataLoader[Any],
@@ -185,10 +159,10 @@ def infer_loader(
         options: devices and strategy (ignored when ``trainer`` is given).
         keep: (N,) bool, the images whose map (and reconstruction) to keep; all without it.
         reconstructions: keep the reconstructions of the kept images too.
-        trainer: a Trainer to reuse across calls (see :func:`predict_trainer`).
+        trainer: a Trainer to reuse across calls (see :func:`engine.build_predict_trainer`).
         map_dtype: the kept maps' type.
     """
-    trainer = trainer or predict_trainer(options or ScoringOptions())
+    trainer = trainer or build_predict_trainer(options or ScoringOptions())
     module = InferenceModule(model, keep, reconstructions, map_dtype)
     start = time.perf_counter()
     outputs = trainer.predict(module, dataloaders=loader) or []

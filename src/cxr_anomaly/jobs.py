@@ -24,10 +24,9 @@ from cxr_anomaly.checkpoint import ModelMetadata, load_weights, read_metadata
 from cxr_anomaly.config import ConfigError, DataConfig, RunConfig, build_run_config, load_yaml
 from cxr_anomaly.data.datamodule import PreparedData, SplitView
 from cxr_anomaly.data.splits import SPLITS, external_protocol
-from cxr_anomaly.engine import is_global_zero
+from cxr_anomaly.engine import ScoringOptions, is_global_zero
 from cxr_anomaly.evaluation import evaluate_scored, score_split
 from cxr_anomaly.examples import Examples, select_examples
-from cxr_anomaly.inference import ScoringOptions
 from cxr_anomaly.models.base import AnomalyModel
 from cxr_anomaly.models.registry import DEMO, model_names
 from cxr_anomaly.references import CalibratedScores, ReferenceScore, reference_scores

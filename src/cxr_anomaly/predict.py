@@ -37,14 +37,12 @@ from cxr_anomaly.data.images import (
     to_grey,
 )
 from cxr_anomaly.data.preprocess import preprocess
-from cxr_anomaly.engine import is_global_zero
+from cxr_anomaly.engine import ScoringOptions, build_predict_trainer, is_global_zero
 from cxr_anomaly.inference import (
     Inferred,
-    ScoringOptions,
     assemble,
     infer_arrays,
     infer_loader,
-    predict_trainer,
 )
 from cxr_anomaly.models.base import AnomalyModel
 from cxr_anomaly.models.lungs import drawn_map
@@ -451,7 +449,7 @@ def _chunk_inference(
     :func:`inference.infer_loader` on the devices of ``options`` (one Trainer for every chunk),
     an exported one through onnxruntime on the CPU."""
     if isinstance(model, TrainedModel):
-        trainer = predict_trainer(options)
+        trainer = build_predict_trainer(options)
         network = model.model
         return lambda loader: infer_loader(network, loader, reconstructions=True, trainer=trainer)
     return lambda loader: assemble(

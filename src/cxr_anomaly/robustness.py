@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from scipy import ndimage
 
@@ -29,6 +28,7 @@ from cxr_anomaly import metrics
 from cxr_anomaly.checkpoint import load_weights, read_metadata
 from cxr_anomaly.data.datamodule import PreparedData, SplitView
 from cxr_anomaly.data.preprocess import preprocess
+from cxr_anomaly.inference import infer_arrays
 from cxr_anomaly.models.base import AnomalyModel
 
 Perturbation = Callable[[np.ndarray], np.ndarray]
@@ -97,12 +97,7 @@ def _scores(
     model: AnomalyModel, images: Sequence[np.ndarray], size: int, intensity: str, batch: int
 ) -> np.ndarray:
     prepared = np.stack([preprocess(image, size, intensity) for image in images])[:, None]
-    name = model.config.default_score
-    found = [
-        model.infer(torch.from_numpy(prepared[i : i + batch])).scores[name].cpu().numpy()
-        for i in range(0, len(prepared), batch)
-    ]
-    return np.concatenate(found)
+    return infer_arrays(model, prepared, batch).scores[model.config.default_score]
 
 
 def robustness(

@@ -1,10 +1,12 @@
 """The interface every model answers, so evaluation never needs to know which model it holds.
 
-* ``reconstruct(x)`` -> the normal-looking version of ``x`` (``None`` for a model that detects
-  without reconstructing; its figures then show the maps alone),
-* ``anomaly_map(x)`` -> (N, 1, H, W) per-pixel evidence, larger = more anomalous,
-* ``score(x)`` -> (N,) one number per image (by default the mean absolute error, as in the
-  reference study).
+``infer(x)`` -> an :class:`Inference`: the normal-looking reconstruction of ``x`` (``None`` for
+a model that detects without reconstructing), per-pixel anomaly maps (N, 1, H, W; larger = more
+anomalous) and image scores (N,) by name (by default the mean absolute error, as in the
+reference study). The package calls it through :mod:`cxr_anomaly.inference` only;
+``reconstruct``, ``anomaly_map`` and ``score`` are conveniences for interactive use, each one
+whole ``infer`` call (a whole diffusion run for AnoDDPM), so take what you need from one
+``infer`` instead of calling two of them.
 
 Inputs are (N, 1, H, W) float tensors in [0, 1]. At test time a model is deterministic: eval
 mode, posterior means instead of sampled latents, EMA weights where trained, and noise drawn from
