@@ -3,9 +3,10 @@
 Each variant of ``benchmarks/ablation.yaml`` is a model with a preset and overrides (model
 parameters, training settings, and ``data:`` preprocessing such as ``intensity`` or ``size``),
 and names the variant it changes (its parent). For every variant and training seed this runs
-the project's own ``benchmark`` job on one labelled split, then prints one row per variant and
-score: AUROC and AP (mean ± sd over seeds, the first seed's 95% patient-bootstrap interval),
-training time, and the change in AUROC against the parent. Fusions listed in the file combine
+the project's own ``benchmark`` job on one labelled split, then prints (and writes as Markdown,
+with every score in the JSON) one row per variant: its default score's AUROC (mean ± sd over
+seeds, the first seed's 95% patient-bootstrap interval), training time, and the change in AUROC
+against the parent. Fusions listed in the file combine
 variants' z-scores (each z-normalised on the normal validation images) with the trivial
 histogram detector where asked, said openly in the row's name. With several seeds, each
 variant's seed ensemble (mean z-score) and its members' disagreement (their standard deviation)
@@ -231,59 +232,6 @@ def summarise(
     return rows
 
 
-def table(summary: dict[str, Any]) -> str:
-    """The ablation as text: a row per variant (its default score), then the fusions."""
-    first_seed = summary["seeds"][0]
-    names = [*summary["variants"], *(f"fusion {n}" for n in summary["fusions"])]
-    w = max(34, *(len(n) for n in [*names, *summary.get("ensembles", {})]))
-    lines = [
-        f"data: {summary['data']}; protocol: {summary['protocol']}",
-        f"split: {summary['split']} (patient-level; {summary['split_note']}); image size "
-        f"{summary['size']} unless a variant says; seeds {summary['seeds']}",
-        f"{'variant':<{w}} {'score':<12} {'AUROC mean±sd':<14} {'AP mean±sd':<14} "
-        f"{f'seed-{first_seed} 95% CI':<16} {'Δ parent':>8} {'epochs':>6} {'train s':>7} "
-        f"{'robust':>6}",
-    ]
-    for name, row in summary["variants"].items():
-        for score, values in row["scores"].items():
-            auroc, ap = values["auroc"], values["ap"]
-            default = score == row["default_score"]
-            ci = row["auroc_ci_seed0"] if default else None
-            delta = row["delta_vs_parent"] if default else None
-            lines.append(
-                f"{name:<{w}} {score + ('*' if default else ''):<12} "
-                f"{auroc[0]:.3f}±{auroc[1]:.3f}    {ap[0]:.3f}±{ap[1]:.3f}    "
-                f"{f'[{ci[0]:.3f}, {ci[1]:.3f}]' if ci else '-':<16} "
-                f"{f'{delta:+.3f}' if delta is not None else '-':>8} {row['epochs']:>6} "
-                f"{row['train_seconds'][0]:>7.0f} "
-                f"{_robust(row) if default else '':>6}"
-            )
-    first = next(iter(summary["variants"].values()))
-    lines.append(f"{'histogram (trivial detector)':<{w}} {'-':<12} {first['histogram_auroc']:.3f}")
-    if first.get("sharpness_auroc") is not None:
-        lines.append(
-            f"{'sharpness (trivial detector)':<{w}} {'-':<12} {first['sharpness_auroc']:.3f}"
-        )
-    for name, row in summary["fusions"].items():
-        ci = row["auroc_ci_seed0"]
-        lines.append(
-            f"{'fusion ' + name:<{w}} {'mean z':<12} {row['auroc'][0]:.3f}±{row['auroc'][1]:.3f}"
-            f"    {row['ap'][0]:.3f}±{row['ap'][1]:.3f}    [{ci[0]:.3f}, {ci[1]:.3f}]"
-        )
-    for name, row in summary.get("ensembles", {}).items():
-        ci = row["auroc_ci"]
-        lines.append(
-            f"{name:<{w}} {'mean z' if 'ensemble' in name else 'sd of z':<12} "
-            f"{row['auroc']:.3f}          {row['ap']:.3f}          [{ci[0]:.3f}, {ci[1]:.3f}]"
-        )
-    lines.append(
-        "* the variant's default score; fusions and seed ensembles: mean of z-scores (normal "
-        "validation); disagreement: their standard deviation over seeds; robust: mean |AUROC - "
-        "0.5| of normal validation images against mildly changed copies (0: unaffected)"
-    )
-    return "\n".join(lines)
-
-
 def _robust(row: dict[str, Any]) -> str:
     return "-" if row.get("robustness") is None else f"{row['robustness'][0]:.3f}"
 
@@ -428,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         "fusions": fusions,
         "ensembles": seed_ensembles(variants, seeds, out, Path(args.runs_from or out)),
     }
-    print(table(summary))
+    print(markdown(summary))
     (out / f"summary-{args.split}.json").write_text(json.dumps(summary, indent=2))
     (out / f"summary-{args.split}.md").write_text(markdown(summary) + "\n")
     print(f"wrote {out / f'summary-{args.split}.json'}")
