@@ -224,13 +224,12 @@ class AnatPaste(AnomalyModel):
     """AnatPaste behind the shared interface; scores: mahalanobis, patch_max, logit."""
 
     config_class = AnatPasteConfig
+    has_reconstruction = False
+    map_region = "lungs"  # it looks for in-lung anomalies; the 4x4 map spills past the body
 
     @property
     def name(self) -> str:
         return "anatpaste"
-
-    has_reconstruction = False
-    map_region = "lungs"  # it looks for in-lung anomalies; the 4x4 map spills past the body
 
     embed_mean: torch.Tensor
     embed_precision: torch.Tensor
