@@ -39,7 +39,7 @@ from cxr_anomaly.models.registry import build_model
 
 REFERENCE_DESIGN: dict[str, Any] = {
     "channels": [64, 128, 256, 256],
-    "attention_levels": [False, True, True, True],
+    "attention_resolutions": [32, 16, 8],
     "num_res_blocks": 2,
     "num_head_channels": 64,
     "norm_num_groups": 32,

@@ -12,18 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from cxr_anomaly import atomic, metrics
 from cxr_anomaly.data.datamodule import SplitView, make_loader
 from cxr_anomaly.engine import ScoringOptions
 from cxr_anomaly.inference import infer_loader
 from cxr_anomaly.models.base import AnomalyModel
+from cxr_anomaly.pixel_tally import ImagePixels, PixelTally, SplitPixels
 
 
 @dataclass
 class ScoredSplit:
-    """Scores of every image of a split, and the anomaly maps of images with known masks."""
+    """Scores of every image of a split, and what the pixel metrics keep of the maps of the
+    images with known masks (:mod:`cxr_anomaly.pixel_tally`)."""
 
     model: str
     split: str
@@ -33,8 +34,7 @@ class ScoredSplit:
     classes: list[str]
     scores: dict[str, np.ndarray]
     default_score: str
-    map_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    maps: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1), np.float16))
+    pixels: list[ImagePixels] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -59,7 +59,8 @@ def score_split(
     options: ScoringOptions | None = None,
     keep_maps: bool = True,
 ) -> ScoredSplit:
-    """Score every image of ``view``; keep maps of images whose mask is known.
+    """Score every image of ``view``; with ``keep_maps``, keep what the pixel metrics need of
+    the maps of images whose mask is known (batch by batch: a bounded sample of pixels).
 
     Returns the same result on every rank (gathered), in the view's order, with each image
     exactly once.
@@ -69,7 +70,8 @@ def score_split(
         raise ValueError(f"the {view.name} split holds no prepared image to score")
     keep = view.mask_known() if keep_maps else np.zeros(len(view), bool)
     loader = make_loader(view, options.batch_size)
-    inferred = infer_loader(model, loader, options, keep, map_dtype=torch.float16)
+    reducer = SplitPixels(view) if keep.any() else None
+    inferred = infer_loader(model, loader, options, keep, reduce_maps=reducer)
     return ScoredSplit(
         model=model.name,
         split=view.name,
@@ -79,8 +81,7 @@ def score_split(
         classes=view.classes,
         scores=inferred.scores,
         default_score=model.config.default_score,
-        map_indices=inferred.kept,
-        maps=inferred.maps,
+        pixels=inferred.reduced,
         seconds=inferred.seconds,
     )
 
@@ -113,12 +114,9 @@ class Evaluation:
 
 
 def evaluate_scored(
-    scored: ScoredSplit,
-    masks: np.ndarray | None,
-    n_boot: int = metrics.N_BOOTSTRAP,
-    seed: int = 0,
+    scored: ScoredSplit, n_boot: int = metrics.N_BOOTSTRAP, seed: int = 0
 ) -> Evaluation:
-    """Metrics of ``scored``; ``masks`` (M, S, S) align with ``scored.map_indices``."""
+    """Image metrics of ``scored``, and pixel metrics where it kept pixels with masks."""
     image = metrics.image_metrics(
         scored.labels, scored.score, scored.patient_ids, scored.classes, n_boot=n_boot, seed=seed
     )
@@ -129,9 +127,7 @@ def evaluate_scored(
         }
         for name, values in scored.scores.items()
     }
-    pixel = None
-    if masks is not None and len(masks) and masks.any():
-        pixel = metrics.pixel_metrics(scored.maps.astype(np.float32), masks)
+    pixel = PixelTally.metrics(scored.pixels)
     return Evaluation(
         model=scored.model,
         split=scored.split,

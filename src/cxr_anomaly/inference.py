@@ -13,7 +13,7 @@ other entries of a mapping (a file's read error, its patient id) come back besid
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,13 +26,18 @@ from torch.utils.data import DataLoader
 from cxr_anomaly.engine import ScoringOptions, build_predict_trainer
 from cxr_anomaly.models.base import AnomalyModel
 
+# (indices of a batch's kept images, their maps (B, H, W) float32) -> per-image records, each
+# with an ``index`` attribute: what a caller keeps of the maps instead of the maps themselves.
+MapReducer = Callable[[np.ndarray, np.ndarray], list[Any]]
+
 
 @dataclass
 class Inferred:
     """What a model said about ``n`` images, in their order.
 
     ``maps`` and ``reconstructions`` hold the images of ``kept`` only (those the caller asked
-    for), in index order; ``extras`` the batches' other entries, one value per image.
+    for), in index order; with a map reducer, ``reduced`` holds its records instead of the maps
+    (each image's once). ``extras`` are the batches' other entries, one value per image.
     """
 
     scores: dict[str, np.ndarray]
@@ -41,6 +46,7 @@ class Inferred:
     reconstructions: np.ndarray | None
     extras: dict[str, list[Any]] = field(default_factory=dict)
     seconds: float = 0.0
+    reduced: list[Any] = field(default_factory=list)
 
 
 def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -57,10 +63,12 @@ def infer_batch(
     keep: torch.Tensor | None = None,
     reconstructions: bool = False,
     map_dtype: torch.dtype = torch.float32,
+    reduce_maps: MapReducer | None = None,
 ) -> dict[str, Any]:
     """One batch through ``model.infer``, on the CPU: the indices, every score, and the default
     map (as ``map_dtype``; float16 halves what a split's maps hold) and with ``reconstructions``
-    the reconstruction of the images whose index ``keep`` marks (all without ``keep``)."""
+    the reconstruction of the images whose index ``keep`` marks (all without ``keep``). With
+    ``reduce_maps``, what it keeps of the maps replaces them."""
     images, index, extras = _unpack(batch)
     index = index.cpu()
     result = model.infer(images)
@@ -68,11 +76,17 @@ def infer_batch(
     amap = result.maps[model.config.default_score][:, 0]
     on_device = chosen.to(amap.device)
     recon = result.reconstruction
+    kept_maps = amap[on_device]
+    reduced = []
+    if reduce_maps is not None:
+        reduced = reduce_maps(index[chosen].numpy(), kept_maps.float().cpu().numpy())
+        kept_maps = kept_maps[:0]
     return {
         "index": index,
         "scores": {name: values.cpu() for name, values in result.scores.items()},
         "kept": index[chosen],
-        "maps": amap[on_device].to(map_dtype).cpu(),
+        "maps": kept_maps.to(map_dtype).cpu(),
+        "reduced": reduced,
         "recon": None if recon is None or not reconstructions else recon[on_device, 0].cpu(),
         "extras": {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in extras.items()},
     }
@@ -92,7 +106,9 @@ def assemble(outputs: list[dict[str, Any]], n: int) -> Inferred:
     }
     kept_all = torch.cat([o["kept"] for o in outputs]).numpy()
     kept, kept_first = np.unique(kept_all, return_index=True)
-    maps = torch.cat([o["maps"] for o in outputs]).numpy()[kept_first]
+    maps = torch.cat([o["maps"] for o in outputs]).numpy()
+    maps = maps[kept_first] if len(maps) else maps
+    reduced = {r.index: r for o in outputs for r in o["reduced"]}  # padding repeats images
     has_recon = outputs[0]["recon"] is not None
     recon = torch.cat([o["recon"] for o in outputs]).numpy()[kept_first] if has_recon else None
     extras = {
@@ -105,6 +121,7 @@ def assemble(outputs: list[dict[str, Any]], n: int) -> Inferred:
         maps=maps,
         reconstructions=recon,
         extras={key: [values[i] for i in first] for key, values in extras.items()},
+        reduced=[reduced[i] for i in sorted(reduced)],
     )
 
 
@@ -122,15 +139,19 @@ class InferenceModule(L.LightningModule):
         keep: np.ndarray | None = None,
         reconstructions: bool = False,
         map_dtype: torch.dtype = torch.float32,
+        reduce_maps: MapReducer | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.keep = None if keep is None else torch.from_numpy(keep)
         self.reconstructions = reconstructions
         self.map_dtype = map_dtype
+        self.reduce_maps = reduce_maps
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
-        return infer_batch(self.model, batch, self.keep, self.reconstructions, self.map_dtype)
+        return infer_batch(
+            self.model, batch, self.keep, self.reconstructions, self.map_dtype, self.reduce_maps
+        )
 
 
 def gather_outputs(outputs: list[Any]) -> list[Any]:
@@ -150,6 +171,7 @@ def infer_loader(
     reconstructions: bool = False,
     trainer: L.Trainer | None = None,
     map_dtype: torch.dtype = torch.float32,
+    reduce_maps: MapReducer | None = None,
 ) -> Inferred:
     """Every image of ``loader`` through :func:`infer_batch` under ``Trainer.predict``.
 
@@ -161,9 +183,11 @@ def infer_loader(
         reconstructions: keep the reconstructions of the kept images too.
         trainer: a Trainer to reuse across calls (see :func:`engine.build_predict_trainer`).
         map_dtype: the kept maps' type.
+        reduce_maps: keeps what it returns of each batch's kept maps instead of the maps, so
+            that a split's maps never gather in memory.
     """
     trainer = trainer or build_predict_trainer(options or ScoringOptions())
-    module = InferenceModule(model, keep, reconstructions, map_dtype)
+    module = InferenceModule(model, keep, reconstructions, map_dtype, reduce_maps)
     start = time.perf_counter()
     outputs = trainer.predict(module, dataloaders=loader) or []
     seconds = time.perf_counter() - start

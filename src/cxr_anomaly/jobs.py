@@ -64,8 +64,7 @@ def _model_result(
 ) -> ModelResult:
     """Score ``view`` with one trained model, measure it, and add its outputs to ``examples``."""
     scored = score_split(model, view, options.scoring)
-    masks = view.masks(scored.map_indices) if len(scored.map_indices) else None
-    evaluation = evaluate_scored(scored, masks, n_boot=options.n_boot, seed=options.seed)
+    evaluation = evaluate_scored(scored, n_boot=options.n_boot, seed=options.seed)
     examples.add_model(model, float(metadata.calibration.get("map_floor") or 0.0))
     config = {
         "model_params": metadata.model_params,

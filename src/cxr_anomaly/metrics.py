@@ -28,6 +28,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage, stats
 from sklearn import metrics as skm
 
+from cxr_anomaly.scoring import at_side
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -51,6 +53,8 @@ __all__ = [
 N_BOOTSTRAP = 1000
 #: Pooled pixel metrics use at most this many pixels (a fixed-seed uniform sample beyond it).
 MAX_PIXELS = 2_000_000
+#: The pointing game smooths maps with this sigma, in pixels at 64x64 (scaled with the side).
+POINTING_SIGMA = 2.0
 
 # Slack for comparing a specificity such as 1 - 1/10 with a target such as 0.9 in floating point.
 _SPEC_EPS = 1e-9
@@ -454,14 +458,23 @@ def best_dice(maps: ArrayLike, masks: ArrayLike, n_thresholds: int = 100) -> tup
     Raises:
         ValueError: on bad inputs or masks with no True pixel.
     """
+    m, k = _check_pixels(maps, masks)
+    if not k.any():
+        raise ValueError("masks have no abnormal pixel: Dice is undefined")
+    flat_m = m.reshape(-1)
+    return best_dice_of_pixels(flat_m, k.reshape(-1), n_thresholds)
+
+
+def best_dice_of_pixels(
+    values: NDArray[Any], positive: NDArray[np.bool_], n_thresholds: int = 100
+) -> tuple[float, float]:
+    """:func:`best_dice` of pooled pixels: map ``values`` (P,) and their mask labels (P,)."""
     if n_thresholds < 2:
         raise ValueError(f"n_thresholds must be >= 2, got {n_thresholds}")
-    m, k = _check_pixels(maps, masks)
-    n_true = int(k.sum())
+    n_true = int(positive.sum())
     if n_true == 0:
         raise ValueError("masks have no abnormal pixel: Dice is undefined")
-    flat_m = m.reshape(-1).astype(np.float64, copy=False)
-    flat_k = k.reshape(-1)
+    flat_m = values.astype(np.float64, copy=False)
     lo, hi = float(flat_m.min()), float(flat_m.max())
     sample = flat_m
     if sample.size > MAX_PIXELS:
@@ -481,7 +494,7 @@ def best_dice(maps: ArrayLike, masks: ArrayLike, n_thresholds: int = 100) -> tup
         vals = flat_m[start : start + chunk]
         top = np.searchsorted(grid, vals, side="right") - 1
         all_hist += np.bincount(top, minlength=grid.size)
-        pos_hist += np.bincount(top[flat_k[start : start + chunk]], minlength=grid.size)
+        pos_hist += np.bincount(top[positive[start : start + chunk]], minlength=grid.size)
     tp = np.cumsum(pos_hist[::-1])[::-1]  # pixels with map >= grid[i] and in the mask
     predicted = np.cumsum(all_hist[::-1])[::-1]
     dice = 2.0 * tp / (predicted + n_true)
@@ -489,28 +502,38 @@ def best_dice(maps: ArrayLike, masks: ArrayLike, n_thresholds: int = 100) -> tup
     return float(dice[best]), float(grid[best])
 
 
-def pointing_game(maps: ArrayLike, masks: ArrayLike, sigma: float = 2.0) -> float:
+def pointing_sigma(side: int) -> float:
+    """The pointing game's smoothing at an image side: :data:`POINTING_SIGMA` pixels at 64x64."""
+    return at_side(POINTING_SIGMA, side)
+
+
+def points_inside(amap: NDArray[Any], mask: NDArray[np.bool_], sigma: float) -> bool:
+    """Whether the map (H, W), smoothed with ``sigma``, peaks inside the mask (first argmax)."""
+    smoothed = amap.astype(np.float64)
+    if sigma > 0:
+        smoothed = ndimage.gaussian_filter(smoothed, sigma=sigma, mode="nearest")
+    return bool(mask.reshape(-1)[int(np.argmax(smoothed))])
+
+
+def pointing_game(maps: ArrayLike, masks: ArrayLike, sigma: float | None = None) -> float:
     """Fraction of annotated images whose smoothed map peaks inside the mask.
 
     Only images with a non-empty mask count. Each map is smoothed with
-    ``scipy.ndimage.gaussian_filter(map, sigma)`` (``sigma=0``: no smoothing) and its argmax (the
-    first one in row-major order on ties) is a hit when it falls on a True mask pixel.
+    ``scipy.ndimage.gaussian_filter(map, sigma)`` (``sigma=0``: no smoothing; ``None``:
+    :func:`pointing_sigma` of the maps' side) and its argmax (the first one in row-major order
+    on ties) is a hit when it falls on a True mask pixel.
 
     Raises:
         ValueError: on bad inputs or when no mask has a True pixel.
     """
+    m, k = _check_pixels(maps, masks)
+    sigma = pointing_sigma(m.shape[-1]) if sigma is None else sigma
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
-    m, k = _check_pixels(maps, masks)
     annotated = np.flatnonzero(k.reshape(k.shape[0], -1).any(axis=1))
     if annotated.size == 0:
         raise ValueError("no image has a non-empty mask: the pointing game is undefined")
-    hits = 0
-    for i in annotated:
-        amap = m[i].astype(np.float64)
-        if sigma > 0:
-            amap = ndimage.gaussian_filter(amap, sigma=sigma, mode="nearest")
-        hits += bool(k[i].reshape(-1)[int(np.argmax(amap))])
+    hits = sum(points_inside(m[i], k[i], sigma) for i in annotated)
     return hits / annotated.size
 
 
@@ -541,13 +564,13 @@ class PixelMetrics:
         return asdict(self)
 
 
-def pixel_metrics(maps: ArrayLike, masks: ArrayLike, sigma: float = 2.0) -> PixelMetrics:
+def pixel_metrics(maps: ArrayLike, masks: ArrayLike, sigma: float | None = None) -> PixelMetrics:
     """All pixel-level metrics of one model (see the single functions for definitions).
 
     Args:
         maps: (N, H, W) anomaly maps (normal images included, with all-zero masks).
         masks: boolean masks of the same shape.
-        sigma: smoothing of the pointing game.
+        sigma: smoothing of the pointing game (default: :func:`pointing_sigma`).
     """
     m, k = _check_pixels(maps, masks)
     dice, threshold = best_dice(m, k)

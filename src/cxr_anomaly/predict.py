@@ -409,6 +409,7 @@ def _exported_batch(model: ScoringModel, batch: dict[str, Any]) -> dict[str, Any
         "kept": batch["index"],
         "maps": torch.from_numpy(maps),
         "recon": None if recon is None else torch.from_numpy(recon),
+        "reduced": [],
         "extras": extras,
     }
 

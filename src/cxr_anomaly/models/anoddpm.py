@@ -7,9 +7,12 @@ frequencies) removes larger anomalies than Gaussian noise. The network and sched
 (``diffusion.py``), drawn per image from a generator seeded by the image itself, so that a
 reconstruction never depends on which images share the batch.
 
-Reference ("paper") preset at 64x64: T = 2000, linear schedule, base channels 64, attention at
-resolutions 16 and 8, learning rate 1e-4, depth 200 with every DDPM step. The fast mode walks
-back with strided DDIM steps.
+The UNet's layout follows the image size: ``channels`` are its levels at 64x64, a larger image
+gets one more level of ``channels[0]`` in front per doubling of its side (the reference's
+larger images add levels the same way), so the bottleneck stays at the same feature-map side,
+and attention sits at the feature-map sides named in ``attention_resolutions``, at every size.
+Attention runs through PyTorch's scaled-dot-product attention (flash or memory-efficient
+kernels where the device has them).
 
 ``uncertainty`` (Mao et al., MICCAI 2020, carried over to diffusion) gives the UNet a second
 output channel: the per-pixel log-variance ``s`` of its one-step estimate of the clean image,
@@ -73,10 +76,17 @@ class AnoDDPMConfig(ModelConfig):
     ``train_timesteps`` (the reference's ``sample_distance``, 800 of 2000), else below
     ``timesteps``; ``gradient_clip_norm`` clips the gradient norm before each step.
 
-    ``num_head_channels`` is one value or one per level (the reference's two heads per
+    ``channels`` are the UNet's levels at 64x64 (one more level of ``channels[0]`` in front per
+    doubling of a larger side); ``attention_resolutions`` the feature-map sides, in pixels,
+    whose levels attend (MONAI's middle block attends at the bottleneck too).
+    ``attention_levels``, one flag per level, fixes the layout exactly as written at every size
+    instead (checkpoints written before layouts followed the size carry it).
+    ``num_head_channels`` is one value or one per level at 64x64 (the reference's two heads per
     attention block are half of each level's channels); ``resblock_updown`` down- and upsamples
     inside residual blocks, as the reference's ``biggan_updown`` does.
 
+    ``simplex_frequency`` is the coarsest octave's feature size in pixels at 64x64, scaled with
+    the image side (so the noise covers the same fraction of the image at every size).
     ``simplex_normalise`` scales the simplex octave sum to unit variance (as Gaussian noise
     has, which the DDPM schedule assumes); ``false`` adds the raw octave sum, as the reference
     code does (standard deviation about 0.5 at its six octaves and persistence 0.8).
@@ -85,7 +95,8 @@ class AnoDDPMConfig(ModelConfig):
     image_size: int = 64
     noise: str = "gaussian"
     channels: tuple[int, ...] = (64, 128, 192, 256)
-    attention_levels: tuple[bool, ...] = (False, False, True, True)
+    attention_resolutions: tuple[int, ...] = (16, 8)
+    attention_levels: tuple[bool, ...] | None = None
     num_res_blocks: int = 2
     num_head_channels: int | tuple[int, ...] = 64
     norm_num_groups: int = 32
@@ -127,6 +138,43 @@ class AnoDDPMConfig(ModelConfig):
             raise ValueError("train_timesteps must be between 1 and timesteps")
         if self.gradient_clip_norm is not None and self.gradient_clip_norm <= 0:
             raise ValueError("gradient_clip_norm must be > 0 (or null: no clipping)")
+        levels = self.unet_channels
+        if self.attention_levels is not None and len(self.attention_levels) != len(levels):
+            raise ValueError(f"attention_levels needs one flag per level ({len(levels)})")
+        bottleneck = 2 ** (len(levels) - 1)
+        if self.image_size % bottleneck:
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by {bottleneck}: the UNet "
+                f"halves it {len(levels) - 1} times"
+            )
+
+    @property
+    def extra_levels(self) -> int:
+        """Levels in front of ``channels``: one per doubling of the side beyond 64 px."""
+        if self.attention_levels is not None:
+            return 0
+        return max(0, (self.image_size // scoring.REFERENCE_SIDE).bit_length() - 1)
+
+    @property
+    def unet_channels(self) -> tuple[int, ...]:
+        """The UNet's channels per level at this image size."""
+        return (self.channels[0],) * self.extra_levels + tuple(self.channels)
+
+    @property
+    def unet_attention(self) -> tuple[bool, ...]:
+        """Whether each level attends: as ``attention_levels`` says, else by feature-map side."""
+        if self.attention_levels is not None:
+            return tuple(self.attention_levels)
+        sides = [self.image_size // 2**level for level in range(len(self.unet_channels))]
+        return tuple(side in self.attention_resolutions for side in sides)
+
+    @property
+    def unet_head_channels(self) -> int | tuple[int, ...]:
+        """``num_head_channels`` per level at this image size."""
+        if isinstance(self.num_head_channels, int):
+            return self.num_head_channels
+        heads = tuple(self.num_head_channels)
+        return (heads[0],) * self.extra_levels + heads
 
     @property
     def training_t_limit(self) -> int:
@@ -140,7 +188,7 @@ class AnoDDPMConfig(ModelConfig):
         return SimplexParams(
             octaves=self.simplex_octaves,
             persistence=self.simplex_persistence,
-            frequency=self.simplex_frequency,
+            frequency=scoring.at_side(self.simplex_frequency, self.image_size),
         )
 
 
@@ -174,12 +222,13 @@ class AnoDDPM(AnomalyModel):
             spatial_dims=2,
             in_channels=1,
             out_channels=2 if config.uncertainty else 1,
-            channels=tuple(config.channels),
-            attention_levels=tuple(config.attention_levels),
+            channels=config.unet_channels,
+            attention_levels=config.unet_attention,
             num_res_blocks=config.num_res_blocks,
-            num_head_channels=config.num_head_channels,
+            num_head_channels=config.unet_head_channels,
             norm_num_groups=config.norm_num_groups,
             resblock_updown=config.resblock_updown,
+            use_flash_attention=True,
         )
         self.scheduler = DDPMScheduler(
             num_train_timesteps=config.timesteps,

@@ -79,7 +79,8 @@ class ModelConfig:
     """Settings shared by every model.
 
     Attributes:
-        map_sigma: Gaussian smoothing (pixels) of anomaly maps; 0 keeps raw per-pixel error.
+        map_sigma: Gaussian smoothing of anomaly maps, in pixels at 64x64 (scaled with the
+            image side); 0 keeps raw per-pixel error.
         default_score: the score ``score()`` returns when none is named.
         fuse: scores combined into the extra score ``fused``: each is z-normalised with its mean
             and spread on the normal validation images (set at calibration, saved with the
@@ -215,7 +216,9 @@ class AnomalyModel(L.LightningModule, ABC):
         finally:
             self.train(was_training)
         maps = {
-            name: scoring.smooth(value.float().contiguous(), self.config.map_sigma)
+            name: scoring.smooth(
+                value.float().contiguous(), scoring.at_side(self.config.map_sigma, x.shape[-1])
+            )
             for name, value in result.maps.items()
         }
         scores = {name: value.float() for name, value in result.scores.items()}
