@@ -3,22 +3,42 @@
 They look only at one global statistic of an image: its intensity histogram, or how much fine
 detail it holds. On data where an abnormality changes the overall brightness or blurs the lungs
 (pediatric pneumonia, for instance) they already separate the classes well; a model that does
-not beat them has learned nothing about anatomy beyond that statistic.
+not beat them has learned nothing about anatomy beyond that statistic. Both fit and score a
+batch at a time, so a split of any size passes through in the memory of one batch.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
 HISTOGRAM_BINS = 32
+BATCH = 256
+"""Images per step: the detectors never hold more of a split than this, whatever its size."""
+
+Images = np.ndarray | Iterable[Any]
+"""Images (N, ...) in [0, 1], as one array or as batches of them (arrays or tensors)."""
+
+
+def image_batches(images: Images) -> Iterator[np.ndarray]:
+    """``images`` a batch at a time (an array in steps of :data:`BATCH`)."""
+    if isinstance(images, np.ndarray):
+        for start in range(0, len(images), BATCH):
+            yield images[start : start + BATCH]
+        return
+    for batch in images:
+        yield np.asarray(batch)
 
 
 def intensity_histograms(images: np.ndarray, bins: int = HISTOGRAM_BINS) -> np.ndarray:
     """Normalised intensity histograms (N, bins) of images (N, ...) in [0, 1]."""
     flat = np.clip(images.reshape(len(images), -1), 0.0, 1.0)
-    index = np.minimum((flat * bins).astype(np.int64), bins - 1)
-    counts = np.stack([np.bincount(row, minlength=bins) for row in index])
+    index = np.minimum((flat * bins).astype(np.int32), bins - 1)
+    index += np.arange(len(flat), dtype=np.int32)[:, None] * bins
+    counts = np.bincount(index.ravel(), minlength=len(flat) * bins).reshape(len(flat), bins)
     return counts / flat.shape[1]
 
 
@@ -36,20 +56,34 @@ class HistogramDistance:
         self.bins = bins
         self.reference: np.ndarray | None = None
 
-    def fit(self, normal_images: np.ndarray) -> HistogramDistance:
-        self.reference = intensity_histograms(normal_images, self.bins).mean(axis=0)
+    def fit(self, normal_images: Images) -> HistogramDistance:
+        total, count = np.zeros(self.bins), 0
+        for batch in image_batches(normal_images):
+            total += intensity_histograms(batch, self.bins).sum(axis=0)
+            count += len(batch)
+        if count == 0:
+            raise ValueError("fit the detector on at least one normal image")
+        self.reference = total / count
         return self
 
-    def score(self, images: np.ndarray) -> np.ndarray:
+    def score(self, images: Images) -> np.ndarray:
         if self.reference is None:
             raise RuntimeError("fit the detector on normal images first")
-        return np.abs(intensity_histograms(images, self.bins) - self.reference).sum(axis=1)
+        parts = [
+            np.abs(intensity_histograms(batch, self.bins) - self.reference).sum(axis=1)
+            for batch in image_batches(images)
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def detail_energy(images: np.ndarray) -> np.ndarray:
+def detail_energy(images: Images) -> np.ndarray:
     """Mean absolute Laplacian of each image (N, ...) of shape (..., H, W): its fine detail."""
-    flat = images.reshape(-1, *images.shape[-2:]).astype(np.float32)
-    return np.array([np.abs(ndimage.laplace(image)).mean() for image in flat])
+    energies = [
+        np.abs(ndimage.laplace(image)).mean()
+        for batch in image_batches(images)
+        for image in batch.reshape(-1, *batch.shape[-2:]).astype(np.float32)
+    ]
+    return np.array(energies, dtype=np.float64)
 
 
 class SharpnessDistance:
@@ -67,13 +101,13 @@ class SharpnessDistance:
         self.mean: float | None = None
         self.spread = 1.0
 
-    def fit(self, normal_images: np.ndarray) -> SharpnessDistance:
+    def fit(self, normal_images: Images) -> SharpnessDistance:
         energy = detail_energy(normal_images)
         self.mean = float(energy.mean())
         self.spread = float(energy.std()) or 1.0
         return self
 
-    def score(self, images: np.ndarray) -> np.ndarray:
+    def score(self, images: Images) -> np.ndarray:
         if self.mean is None:
             raise RuntimeError("fit the detector on normal images first")
         return np.abs(detail_energy(images) - self.mean) / self.spread

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from cxr_anomaly import metrics
-from cxr_anomaly.baselines import TRIVIAL_DETECTORS, HistogramDistance, SharpnessDistance
+from cxr_anomaly.baselines import BATCH, TRIVIAL_DETECTORS, HistogramDistance, SharpnessDistance
 from cxr_anomaly.data.datamodule import PreparedData, SplitView
 from cxr_anomaly.fusion import RULE, fuse, zscores, zscores_against
 
@@ -64,12 +64,12 @@ def trivial_scores(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """A trivial detector fitted on the training images: its scores on ``view`` and the same
     scores z-normalised on the normal validation images (``None`` without them)."""
-    detector.fit(data.view("train").images())
-    scores = detector.score(view.images())
+    detector.fit(data.view("train").batches(BATCH))
+    scores = detector.score(view.batches(BATCH))
     normal_val = data.view("val_normal")
     if len(normal_val) < 2:
         return scores, None
-    return scores, zscores_against(scores, detector.score(normal_val.images()))
+    return scores, zscores_against(scores, detector.score(normal_val.batches(BATCH)))
 
 
 def histogram_scores(data: PreparedData, view: SplitView) -> tuple[np.ndarray, np.ndarray | None]:
