@@ -251,23 +251,39 @@ def test_restore_best_keeps_the_weights_of_the_lowest_validation_loss(tmp_path: 
         torch.testing.assert_close(final[key], value, rtol=0, atol=0, msg=key)
 
 
-def test_best_weights_returns_to_the_best_epoch_and_survives_a_checkpoint() -> None:
+def test_best_weights_returns_to_the_best_epoch_and_survives_a_checkpoint(
+    tmp_path: Path,
+) -> None:
     module = torch.nn.Linear(2, 1)
-    callback = BestWeights("val_loss")
+    callback = BestWeights(tmp_path, "val_loss")
     snapshots = []
-    for epoch, loss in enumerate([1.0, 0.5, 0.8]):
+    for epoch, loss in enumerate([1.0, 0.5, 0.8, 0.4, 0.3]):
         with torch.no_grad():
             module.weight.fill_(float(epoch))
         snapshots.append(module.weight.detach().clone())
         trainer = SimpleNamespace(
-            sanity_checking=False, current_epoch=epoch, callback_metrics={"val_loss": loss}
+            sanity_checking=False,
+            current_epoch=epoch,
+            callback_metrics={"val_loss": loss},
+            local_rank=0,
+            strategy=SimpleNamespace(barrier=lambda name: None),
         )
         callback.on_validation_end(trainer, module)  # type: ignore[arg-type]
-    restored = BestWeights("val_loss")
-    restored.load_state_dict(callback.state_dict())
-    restored.on_train_end(trainer, module)  # type: ignore[arg-type]
-    assert restored.best_epoch == 1
-    torch.testing.assert_close(module.weight, snapshots[1])
+        if epoch == 1:
+            state_at_epoch_1 = callback.state_dict()
+    assert "weights" not in callback.state_dict()  # checkpoints carry no copy of the model
+    # The best and the one before it stay on disk, for a checkpoint written before the best.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-epoch3.pt", "best-epoch4.pt"]
+    for state, epoch in ((callback.state_dict(), 4), (state_at_epoch_1, 1)):
+        restored = BestWeights(tmp_path, "val_loss")
+        restored.load_state_dict(state)
+        if epoch == 1:  # as if resumed from an old checkpoint that carried the weights
+            restored.load_state_dict(
+                {**state, "weights": {"weight": snapshots[1], "bias": module.bias}}
+            )
+        restored.on_train_end(trainer, module)  # type: ignore[arg-type]
+        assert restored.best_epoch == epoch
+        torch.testing.assert_close(module.weight, snapshots[epoch])
 
 
 def test_max_time_stops_training(tmp_path: Path) -> None:

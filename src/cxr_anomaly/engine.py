@@ -18,6 +18,7 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
+from cxr_anomaly import atomic
 from cxr_anomaly.config import TrainConfig
 from cxr_anomaly.hardware import on_gpu, resolve_precision
 
@@ -69,45 +70,64 @@ class BestWeights(Callback):
     """Model choice without labels: keep the weights of the epoch with the lowest normal
     validation loss and put them back when training ends.
 
-    The kept weights travel in the epoch checkpoints, so a resumed run chooses among all its
-    epochs. They are restored at ``on_train_end``, before the models fit their statistics of
-    normal images (``AnomalyModel.fit_normal_images``) and before score calibration.
+    The kept weights live in one file beside the checkpoints (``best-epoch<N>.pt`` in
+    ``directory``), written when an epoch improves, not in memory and not in every epoch
+    checkpoint: the checkpoints carry only the best epoch and its loss, so a resumed run still
+    chooses among all its epochs. The previous best's file stays until the next improvement, so
+    whichever checkpoint a killed run resumes from finds its file. The weights are restored at
+    ``on_train_end``, before the models fit their statistics of normal images
+    (``AnomalyModel.fit_normal_images``) and before score calibration.
     """
 
-    def __init__(self, monitor: str = "val_loss") -> None:
+    def __init__(self, directory: Path, monitor: str = "val_loss") -> None:
+        self.directory = Path(directory)
         self.monitor = monitor
         self.best_loss = math.inf
         self.best_epoch = -1
-        self.weights: dict[str, torch.Tensor] | None = None
+
+    def path(self, epoch: int) -> Path:
+        """The weights file of ``epoch``."""
+        return self.directory / f"best-epoch{epoch}.pt"
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)
-        if trainer.sanity_checking or value is None:
+        if trainer.sanity_checking or value is None or float(value) >= self.best_loss:
             return
-        loss = float(value)
-        if loss < self.best_loss:
-            self.best_loss, self.best_epoch = loss, trainer.current_epoch
-            self.weights = {
-                key: tensor.detach().cpu().clone() for key, tensor in pl_module.state_dict().items()
-            }
+        previous = self.best_epoch
+        self.best_loss, self.best_epoch = float(value), trainer.current_epoch
+        if trainer.local_rank != 0:  # every process holds the same weights; one per node writes
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with atomic.atomic_path(self.path(self.best_epoch)) as tmp:
+            torch.save(pl_module.state_dict(), tmp)
+        for old in self.directory.glob("best-epoch*.pt"):
+            if old.name not in (self.path(self.best_epoch).name, self.path(previous).name):
+                old.unlink(missing_ok=True)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.weights is not None:
-            pl_module.load_state_dict(self.weights)
-            log.info(
-                "restored the weights of epoch %d (%s %.5f)",
-                self.best_epoch,
-                self.monitor,
-                self.best_loss,
-            )
+        if self.best_epoch < 0:
+            return
+        trainer.strategy.barrier("best-weights")
+        weights = torch.load(self.path(self.best_epoch), map_location="cpu", weights_only=True)
+        pl_module.load_state_dict(weights)
+        log.info(
+            "restored the weights of epoch %d (%s %.5f)",
+            self.best_epoch,
+            self.monitor,
+            self.best_loss,
+        )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_loss": self.best_loss, "best_epoch": self.best_epoch, "weights": self.weights}
+        return {"best_loss": self.best_loss, "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_loss = state_dict["best_loss"]
         self.best_epoch = state_dict["best_epoch"]
-        self.weights = state_dict["weights"]
+        if state_dict.get("weights") is not None and not self.path(self.best_epoch).exists():
+            # A checkpoint from before the weights moved to their own file carries them.
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with atomic.atomic_path(self.path(self.best_epoch)) as tmp:
+                torch.save(state_dict["weights"], tmp)
 
 
 @dataclass
@@ -189,7 +209,7 @@ def build_trainer(
             EarlyStopping(monitor="val_loss", patience=train.early_stopping_patience, mode="min")
         )
     if has_validation and train.restore_best:
-        callbacks.append(BestWeights("val_loss"))
+        callbacks.append(BestWeights(run_dir / "checkpoints", "val_loss"))
     callbacks.extend(extra_callbacks or [])
     precision = resolve_precision(train.precision, train.accelerator)
     log.info("precision %s", precision)
