@@ -123,3 +123,24 @@ def test_map_smoothing_is_given_at_64_px() -> None:
         row = amap[size // 2].abs()
         widths[size] = float((row > row.max() / 2).sum()) / size
     assert widths[64] == pytest.approx(widths[128], abs=1 / 64)
+
+
+@pytest.mark.parametrize("name", ["bigan", "vaegan"])
+@pytest.mark.parametrize("preset", ["quick", "paper"])
+def test_gan_parameters_grow_with_the_work_not_the_square_of_the_side(
+    name: str, preset: str
+) -> None:
+    params = load_preset(name, preset)["model_params"]
+    counts = {}
+    for size in (64, 256):
+        model = build_model(name, {**params, "image_size": size})
+        counts[size] = sum(p.numel() for p in model.parameters())
+    assert counts[256] < 1.05 * counts[64]  # the dense layers alone would grow 16 times
+
+
+@pytest.mark.parametrize("name", ["bigan", "vaegan"])
+def test_gans_reconstruct_at_128_px(name: str) -> None:
+    model = build_model(name, {"image_size": 128, "latent_dim": 8})
+    result = model.infer(torch.rand(2, 1, 128, 128))
+    assert result.reconstruction is not None
+    assert result.reconstruction.shape == (2, 1, 128, 128)

@@ -102,6 +102,19 @@ class Inference:
     scores: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+def levels_beyond_reference(side: int) -> int:
+    """One more stride-2 level per doubling of ``side`` beyond :data:`scoring.REFERENCE_SIDE`:
+    the networks' bottleneck, and the dense layers around it, stay those of 64x64."""
+    return max(0, (side // scoring.REFERENCE_SIDE).bit_length() - 1)
+
+
+def deepened(channels: tuple[int, ...], side: int, at: int) -> tuple[int, ...]:
+    """``channels`` with :func:`levels_beyond_reference` copies of ``channels[at]`` after it."""
+    at %= len(channels)
+    extra = (channels[at],) * levels_beyond_reference(side)
+    return (*channels[: at + 1], *extra, *channels[at + 1 :])
+
+
 def normal_init(
     module: torch.nn.Module,
     std: float,

@@ -50,6 +50,8 @@ from cxr_anomaly.models.base import (
     Inference,
     ModelConfig,
     SeededDropout,
+    deepened,
+    levels_beyond_reference,
     normal_init,
 )
 from cxr_anomaly.models.ema import EMA
@@ -101,14 +103,15 @@ class BiGANEncoder(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         c_prev = 1
-        for i, c in enumerate(cfg.encoder_channels):
+        channels = deepened(tuple(cfg.encoder_channels), cfg.image_size, at=0)
+        for i, c in enumerate(channels):
             first = i == 0
             layers.append(nn.Conv2d(c_prev, c, 3, 1 if first else 2, 1, bias=first))
             if not first:
                 layers.append(nn.BatchNorm2d(c))
             layers.append(nn.LeakyReLU(0.1))
             c_prev = c
-        side = cfg.image_size // 2 ** (len(cfg.encoder_channels) - 1)
+        side = cfg.image_size // 2 ** (len(channels) - 1)
         layers += [nn.Flatten(), nn.Linear(c_prev * side * side, cfg.latent_dim)]
         self.net = nn.Sequential(*layers)
 
@@ -122,7 +125,8 @@ class BiGANGenerator(nn.Module):
     def __init__(self, cfg: BiGANConfig) -> None:
         super().__init__()
         self.top = cfg.generator_channels[0]
-        self.side = cfg.image_size // 2 ** len(cfg.generator_channels)
+        widths = deepened(tuple(cfg.generator_channels), cfg.image_size, at=-1)
+        self.side = cfg.image_size // 2 ** len(widths)
         units = self.top * self.side * self.side
         self.dense = nn.Sequential(
             nn.Linear(cfg.latent_dim, cfg.generator_dense, bias=False),
@@ -132,7 +136,7 @@ class BiGANGenerator(nn.Module):
             nn.BatchNorm1d(units),
             nn.ReLU(),
         )
-        channels = (*cfg.generator_channels[1:], 2 if cfg.uncertainty else 1)
+        channels = (*widths[1:], 2 if cfg.uncertainty else 1)
         layers: list[nn.Module] = []
         c_prev = self.top
         for i, c in enumerate(channels):
@@ -159,7 +163,8 @@ class BiGANDiscriminator(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         c_prev = 1
-        for i, c in enumerate(cfg.discriminator_channels):
+        channels = deepened(tuple(cfg.discriminator_channels), cfg.image_size, at=0)
+        for i, c in enumerate(channels):
             layers.append(nn.Conv2d(c_prev, c, 4, 2, 1, bias=i == 0))
             if i > 0:
                 layers.append(nn.BatchNorm2d(c))
@@ -167,7 +172,7 @@ class BiGANDiscriminator(nn.Module):
             c_prev = c
         layers.append(nn.Flatten())
         self.x_path = nn.Sequential(*layers)
-        side = cfg.image_size // 2 ** len(cfg.discriminator_channels)
+        side = cfg.image_size // 2 ** len(channels)
         self.z_path = nn.Sequential(
             nn.Linear(cfg.latent_dim, cfg.discriminator_z_units),
             nn.LeakyReLU(0.1),
@@ -211,10 +216,11 @@ class BiGAN(AnomalyModel):
         self.cfg = config
         if config.uncertainty and config.consistency_weight <= 0:
             raise ValueError("uncertainty needs consistency_weight > 0 (its only training signal)")
+        extra = levels_beyond_reference(config.image_size)
         for name, depth in (
-            ("encoder", len(config.encoder_channels) - 1),
-            ("generator", len(config.generator_channels)),
-            ("discriminator", len(config.discriminator_channels)),
+            ("encoder", len(config.encoder_channels) - 1 + extra),
+            ("generator", len(config.generator_channels) + extra),
+            ("discriminator", len(config.discriminator_channels) + extra),
         ):
             if config.image_size % 2**depth:
                 raise ValueError(f"image_size must be divisible by the {name}'s total stride")

@@ -47,7 +47,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxr_anomaly.config import TrainConfig
-from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig, normal_init
+from cxr_anomaly.models.base import (
+    AnomalyModel,
+    Inference,
+    ModelConfig,
+    deepened,
+    levels_beyond_reference,
+    normal_init,
+)
 from cxr_anomaly.models.uncertainty import (
     add_uncertainty_score,
     heteroscedastic_loss,
@@ -131,12 +138,12 @@ class VAEGANEncoder(nn.Module):
 
     def __init__(self, cfg: VAEGANConfig) -> None:
         super().__init__()
-        channels = (1, *cfg.encoder_channels)
+        channels = (1, *deepened(tuple(cfg.encoder_channels), cfg.image_size, at=0))
         momentum = cfg.batchnorm_momentum
         self.convs = nn.Sequential(
             *(_conv_block(a, b, 2, 0.2, momentum) for a, b in itertools.pairwise(channels))
         )
-        side = cfg.image_size // 2 ** len(cfg.encoder_channels)
+        side = cfg.image_size // 2 ** (len(channels) - 1)
         self.dense = nn.Sequential(
             nn.Flatten(),
             nn.Linear(channels[-1] * side * side, cfg.dense_units, bias=False),
@@ -156,9 +163,9 @@ class VAEGANDecoder(nn.Module):
 
     def __init__(self, cfg: VAEGANConfig) -> None:
         super().__init__()
-        channels = cfg.decoder_widths
+        channels = deepened(cfg.decoder_widths, cfg.image_size, at=-1)
         top = channels[0]
-        self.side = cfg.image_size // 2 ** len(cfg.encoder_channels)
+        self.side = cfg.image_size // 2 ** (len(channels) - 1)
         self.top = top
         momentum, slope = cfg.batchnorm_momentum, cfg.leaky_slope
         self.dense = nn.Sequential(
@@ -191,10 +198,10 @@ class VAEGANDiscriminator(nn.Module):
         first, *rest = cfg.discriminator_channels
         momentum, slope = cfg.batchnorm_momentum, cfg.leaky_slope
         layers = [_conv_block(1, first, 1, slope, momentum, norm=False)]
-        channels = (first, *rest)
+        channels = deepened((first, *rest), cfg.image_size, at=0)
         layers += [_conv_block(a, b, 2, slope, momentum) for a, b in itertools.pairwise(channels)]
         self.features = nn.Sequential(*layers)
-        side = cfg.image_size // 2 ** len(rest)
+        side = cfg.image_size // 2 ** (len(channels) - 1)
         self.head = nn.Sequential(
             nn.Flatten(),
             nn.Linear(channels[-1] * side * side, cfg.discriminator_dense, bias=False),
@@ -222,9 +229,9 @@ class VAEGAN(AnomalyModel):
         self.cfg = config
         if config.uncertainty and config.pixel_weight <= 0:
             raise ValueError("uncertainty needs pixel_weight > 0 (its only training signal)")
-        if config.image_size % 2 ** len(
-            config.discriminator_channels[1:]
-        ) or config.image_size % 2 ** len(config.encoder_channels):
+        extra = levels_beyond_reference(config.image_size)
+        strides = max(len(config.discriminator_channels) - 1, len(config.encoder_channels))
+        if config.image_size % 2 ** (strides + extra):
             raise ValueError("image_size must be divisible by the networks' total stride")
         self.encoder = VAEGANEncoder(config)
         self.decoder = VAEGANDecoder(config)
