@@ -1,11 +1,16 @@
-"""Training and scoring throughput and peak memory of each model, preset and precision.
+"""Training and scoring throughput and peak memory of each model, preset, precision and size.
 
 Each configuration runs in its own subprocess so that its peak memory is its own. Training
 throughput is measured over Lightning training steps after warm-up; scoring throughput over
-``model.infer`` batches (the path ``evaluate`` and ``predict`` use).
+``model.infer`` batches (the path ``evaluate`` and ``predict`` use). ``rsna_epoch_s`` is the
+time one epoch of the reference protocol's RSNA training set (70% of its 8,851 normal images)
+would take at the measured training throughput.
 
     python benchmarks/speed.py                                  # quick presets, fp32 and bf16
     python benchmarks/speed.py --presets quick,paper --json benchmarks/results/speed.json
+    python benchmarks/speed.py --sizes 64,128,256 --precisions bf16-mixed --batch-size 8 \
+        --train-steps 3 --warmup 1 --score-batch 8 --score-batches 2 \
+        --json benchmarks/results/speed-sizes-cpu.json
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from typing import Any
 
 from common import machine, write_json
 from cxr_anomaly.models.registry import model_names
+
+RSNA_TRAINING_IMAGES = 6196  # 70% of RSNA's 8,851 "Normal" images (the reference protocol)
 
 
 def _measure(model_name: str, preset: str, precision: str, args: argparse.Namespace) -> dict:
@@ -98,23 +105,28 @@ def _measure(model_name: str, preset: str, precision: str, args: argparse.Namesp
         "model": model_name,
         "preset": preset,
         "precision": resolve_precision(precision),
+        "size": args.size,
         "device": device,
         "batch_size": batch,
         "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
         "train_images_per_s": round(train_ips, 2),
+        "rsna_epoch_s": round(RSNA_TRAINING_IMAGES / train_ips, 1),
         "score_images_per_s": round(score_ips, 3),
         "peak_memory_mb": round(peak_mb, 1),
     }
 
 
-def _run_child(model: str, preset: str, precision: str, argv: list[str]) -> dict:
-    command = [sys.executable, __file__, "--child", model, preset, precision, *argv]
+def _run_child(model: str, preset: str, precision: str, size: int, argv: list[str]) -> dict:
+    command = [
+        sys.executable, __file__, "--child", model, preset, precision, f"--size={size}", *argv
+    ]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         return {
             "model": model,
             "preset": preset,
             "precision": precision,
+            "size": size,
             "error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed",
         }
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -125,7 +137,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", default=",".join(model_names()))
     parser.add_argument("--presets", default="quick")
     parser.add_argument("--precisions", default="32-true,bf16-mixed")
-    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--sizes", default="64", help="image sides, comma-separated")
+    parser.add_argument("--size", type=int, default=64, help=argparse.SUPPRESS)  # per child
     parser.add_argument("--batch-size", type=int, default=0, help="0 = the preset's")
     parser.add_argument("--train-steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
@@ -144,7 +157,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_measure(model, preset, precision, args)))
         return 0
     passthrough = [
-        f"--size={args.size}",
         f"--batch-size={args.batch_size}",
         f"--train-steps={args.train_steps}",
         f"--warmup={args.warmup}",
@@ -153,18 +165,21 @@ def main(argv: list[str] | None = None) -> int:
         f"--flush-denormal={args.flush_denormal}",
     ]
     rows = [
-        _run_child(model, preset, precision, passthrough)
+        _run_child(model, preset, precision, int(size), passthrough)
         for model in args.models.split(",")
         for preset in args.presets.split(",")
         for precision in args.precisions.split(",")
+        for size in args.sizes.split(",")
     ]
     columns = [
         "model",
         "preset",
         "precision",
+        "size",
         "batch_size",
         "parameters_m",
         "train_images_per_s",
+        "rsna_epoch_s",
         "score_images_per_s",
         "peak_memory_mb",
         "error",
