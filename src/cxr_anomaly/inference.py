@@ -65,29 +65,38 @@ def infer_batch(
     map_dtype: torch.dtype = torch.float32,
     reduce_maps: MapReducer | None = None,
 ) -> dict[str, Any]:
-    """One batch through ``model.infer``, on the CPU: the indices, every score, and the default
-    map (as ``map_dtype``; float16 halves what a split's maps hold) and with ``reconstructions``
-    the reconstruction of the images whose index ``keep`` marks (all without ``keep``). With
-    ``reduce_maps``, what it keeps of the maps replaces them."""
-    images, index, extras = _unpack(batch)
-    index = index.cpu()
+    """One batch through ``model.infer``, as numpy arrays on the host: the indices, every score,
+    and the default map (as ``map_dtype``; float16 halves what a split's maps hold) and with
+    ``reconstructions`` the reconstruction of the images whose index ``keep`` marks (all without
+    ``keep``). With ``reduce_maps``, what it keeps of the maps replaces them.
+
+    The small per-batch arrays are numpy copies, not tensors: a split's worth of small tensors
+    kept between the batches' large activations fragments the C heap, and the process's memory
+    then grows with the split although what it holds does not.
+    """
+    images, index_tensor, extras = _unpack(batch)
+    index = index_tensor.cpu().numpy().astype(np.int64)
     result = model.infer(images)
-    chosen = torch.ones(len(index), dtype=torch.bool) if keep is None else keep[index]
+    chosen = np.ones(len(index), bool) if keep is None else keep[index].numpy()
     amap = result.maps[model.config.default_score][:, 0]
-    on_device = chosen.to(amap.device)
+    on_device = torch.from_numpy(chosen).to(amap.device)
     recon = result.reconstruction
     kept_maps = amap[on_device]
     reduced = []
     if reduce_maps is not None:
-        reduced = reduce_maps(index[chosen].numpy(), kept_maps.float().cpu().numpy())
+        reduced = reduce_maps(index[chosen], kept_maps.float().cpu().numpy())
         kept_maps = kept_maps[:0]
     return {
         "index": index,
-        "scores": {name: values.cpu() for name, values in result.scores.items()},
+        "scores": {
+            name: values.cpu().numpy().astype(np.float64) for name, values in result.scores.items()
+        },
         "kept": index[chosen],
-        "maps": kept_maps.to(map_dtype).cpu(),
+        "maps": kept_maps.to(map_dtype).cpu().numpy().copy(),
         "reduced": reduced,
-        "recon": None if recon is None or not reconstructions else recon[on_device, 0].cpu(),
+        "recon": (
+            None if recon is None or not reconstructions else recon[on_device, 0].cpu().numpy()
+        ),
         "extras": {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in extras.items()},
     }
 
@@ -96,21 +105,21 @@ def assemble(outputs: list[dict[str, Any]], n: int) -> Inferred:
     """The outputs of :func:`infer_batch` over ``n`` images, each image once, in index order."""
     if not outputs:
         raise ValueError("nothing was scored")
-    index = torch.cat([o["index"] for o in outputs]).numpy()
+    index = np.concatenate([o["index"] for o in outputs])
     order, first = np.unique(index, return_index=True)
     if len(order) != n:
         raise RuntimeError(f"scored {len(order)} of {n} images")
     scores = {
-        name: torch.cat([o["scores"][name] for o in outputs]).numpy()[first].astype(np.float64)
+        name: np.concatenate([o["scores"][name] for o in outputs])[first]
         for name in outputs[0]["scores"]
     }
-    kept_all = torch.cat([o["kept"] for o in outputs]).numpy()
+    kept_all = np.concatenate([o["kept"] for o in outputs])
     kept, kept_first = np.unique(kept_all, return_index=True)
-    maps = torch.cat([o["maps"] for o in outputs]).numpy()
+    maps = np.concatenate([o["maps"] for o in outputs])
     maps = maps[kept_first] if len(maps) else maps
     reduced = {r.index: r for o in outputs for r in o["reduced"]}  # padding repeats images
     has_recon = outputs[0]["recon"] is not None
-    recon = torch.cat([o["recon"] for o in outputs]).numpy()[kept_first] if has_recon else None
+    recon = np.concatenate([o["recon"] for o in outputs])[kept_first] if has_recon else None
     extras = {
         key: [value for o in outputs for value in _as_list(o["extras"][key])]
         for key in outputs[0]["extras"]

@@ -404,11 +404,11 @@ def _exported_batch(model: ScoringModel, batch: dict[str, Any]) -> dict[str, Any
     scores, maps, recon = model.score_batch(batch["image"][:, 0].numpy())
     extras = {k: v for k, v in batch.items() if k not in ("image", "index")}
     return {
-        "index": batch["index"],
-        "scores": {model.score_name: torch.from_numpy(scores)},
-        "kept": batch["index"],
-        "maps": torch.from_numpy(maps),
-        "recon": None if recon is None else torch.from_numpy(recon),
+        "index": batch["index"].numpy(),
+        "scores": {model.score_name: scores.astype(np.float64)},
+        "kept": batch["index"].numpy(),
+        "maps": maps,
+        "recon": recon,
         "reduced": [],
         "extras": extras,
     }
