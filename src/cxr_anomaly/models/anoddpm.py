@@ -39,13 +39,8 @@ from cxr_anomaly.hardware import cpu_has_bf16
 from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig, add_lowpass_score
 from cxr_anomaly.models.diffusion import partial_diffusion
 from cxr_anomaly.models.ema import EMA
-from cxr_anomaly.models.noise import (
-    SimplexFields,
-    SimplexParams,
-    draw_simplex_fields,
-    simplex_noise_from_fields,
-    simplex_noise_like,
-)
+from cxr_anomaly.models.noise import SimplexParams, simplex_noise_like
+from cxr_anomaly.models.noise_stream import PerImageSimplexNoise
 from cxr_anomaly.models.uncertainty import (
     SCORE_NAME as UNCERTAINTY_SCORE,
 )
@@ -266,20 +261,14 @@ class AnoDDPM(AnomalyModel):
             generator = torch.Generator(device=x.device)
             generator.manual_seed(seed)
             generators.append(generator)
+        if self.cfg.noise == "simplex":
+            return PerImageSimplexNoise(
+                generators, x.shape[1], self.cfg.simplex, self.cfg.simplex_normalise
+            )
 
         def noise(shape: tuple[int, ...], t: int) -> torch.Tensor:
-            if self.cfg.noise == "gaussian":
-                return torch.cat(
-                    [torch.randn((1, *shape[1:]), generator=g, device=x.device) for g in generators]
-                )
-            fields = [draw_simplex_fields(1, shape[1], g, self.cfg.simplex) for g in generators]
-            return simplex_noise_from_fields(
-                SimplexFields.concat(fields),
-                t,
-                (shape[2], shape[3]),
-                self.cfg.simplex,
-                self.cfg.simplex_normalise,
-                device=x.device,
+            return torch.cat(
+                [torch.randn((1, *shape[1:]), generator=g, device=x.device) for g in generators]
             )
 
         return noise

@@ -555,7 +555,7 @@ class SimplexFields:
     """The random draws that define a batch of noise fields, one per (image, channel).
 
     Attributes:
-        seeds: int64 ``(N, C)``: the OpenSimplex seed of each field (CPU).
+        seeds: int64 ``(N, C)``: the OpenSimplex seed of each field (on any device).
         offsets: float64 ``(N, C, octaves, 3)``: per-octave offsets in noise units (x, y, t).
     """
 
@@ -565,7 +565,7 @@ class SimplexFields:
     @staticmethod
     def concat(parts: Sequence[SimplexFields]) -> SimplexFields:
         """Stacks fields drawn separately (e.g. one generator per image) along the batch axis."""
-        seeds = torch.cat([p.seeds.cpu() for p in parts])
+        seeds = torch.cat([p.seeds.to(parts[0].seeds.device) for p in parts])
         offsets = torch.cat([p.offsets.to(parts[0].offsets.device) for p in parts])
         return SimplexFields(seeds, offsets)
 
@@ -578,8 +578,8 @@ def draw_simplex_fields(
 ) -> SimplexFields:
     """Draws independent field seeds and per-octave offsets from ``generator``.
 
-    Draws happen on the generator's device, seeds first, then offsets; the same generator state
-    always gives the same fields.
+    Draws happen on the generator's device, seeds first, then offsets, and stay there (nothing
+    waits for the device); the same generator state always gives the same fields.
 
     Args:
         num_images: Batch size N.
@@ -600,7 +600,42 @@ def draw_simplex_fields(
         device=dev,
         dtype=torch.float64,
     )
-    return SimplexFields(seeds.cpu(), offsets * OFFSET_RANGE)
+    return SimplexFields(seeds, offsets * OFFSET_RANGE)
+
+
+@dataclass(frozen=True)
+class PreparedFields:
+    """Fields with their lookup tables built on their device, to be evaluated many times.
+
+    Rows are images: :meth:`rows` selects a run of them without copying anything.
+
+    Attributes:
+        tables: The fields' hash and gradient tables, ``N * C`` fields in row-major order.
+        offsets: float64 ``(N, C, octaves, 3)`` on the tables' device.
+    """
+
+    tables: _FieldTables
+    offsets: torch.Tensor
+
+    def rows(self, start: int, stop: int) -> PreparedFields:
+        """Images ``start`` to ``stop - 1``: views of the tables and offsets."""
+        per_image = self.offsets.shape[1] * _TABLE_WIDTH
+        first, last = start * per_image, stop * per_image
+        tables = _FieldTables(self.tables.perm[first:last], self.tables.grad[:, first:last])
+        return PreparedFields(tables, self.offsets[start:stop])
+
+
+def prepare_fields(
+    fields: SimplexFields, device: torch.device | str, dtype: torch.dtype = torch.float32
+) -> PreparedFields:
+    """Builds the fields' permutation tables (one host round trip for all of them) on ``device``.
+
+    ``dtype`` is the noise's output type: float64 computes in float64, anything else in float32.
+    """
+    dev = torch.device(device)
+    compute = torch.float64 if dtype == torch.float64 else torch.float32
+    tables = _field_tables(opensimplex_permutation(fields.seeds), dev, compute)
+    return PreparedFields(tables, fields.offsets.to(device=dev, dtype=torch.float64))
 
 
 def simplex_noise_from_fields(
@@ -639,15 +674,36 @@ def simplex_noise_from_fields(
             f"offsets have shape {tuple(fields.offsets.shape)}, expected ({n}, {c}, "
             f"{params.octaves}, 3) for {params.octaves} octaves"
         )
+    prepared = prepare_fields(fields, dev, dtype)
+    return simplex_noise_from_prepared(prepared, t, size, params, normalise, dtype, chunk)
+
+
+def simplex_noise_from_prepared(
+    prepared: PreparedFields,
+    t: torch.Tensor | int,
+    size: tuple[int, int],
+    params: SimplexParams = SimplexParams(),
+    normalise: bool = True,
+    dtype: torch.dtype = torch.float32,
+    chunk: int | None = None,
+) -> torch.Tensor:
+    """:func:`simplex_noise_from_fields` of fields already prepared: device work only.
+
+    The prepared tables fix the arithmetic's precision (see :func:`prepare_fields`).
+    """
+    offsets = prepared.offsets
+    dev = offsets.device
+    n, c = offsets.shape[:2]
+    if offsets.shape[2] != params.octaves:
+        raise ValueError(f"fields have {offsets.shape[2]} octaves, params {params.octaves}")
     h, w = size
-    compute = torch.float64 if dtype == torch.float64 else torch.float32
-    tables = _field_tables(opensimplex_permutation(fields.seeds), dev, compute)
+    tables = prepared.tables
+    compute = tables.grad.dtype
     tt = torch.as_tensor(t, device=dev).to(torch.float64).reshape(-1)
     if tt.numel() == 1:
         tt = tt.expand(n)
     if tt.numel() != n:
         raise ValueError(f"t must be an int or have N={n} elements, got {tt.numel()}")
-    offsets = fields.offsets.to(device=dev, dtype=torch.float64)
     cols = torch.arange(w, device=dev, dtype=torch.float64)
     rows = torch.arange(h, device=dev, dtype=torch.float64)
     shape = (n, c, h, w)
