@@ -6,9 +6,13 @@ and names the variant it changes (its parent). For every variant and training se
 the project's own ``benchmark`` job on one labelled split, then prints (and writes as Markdown,
 with every score in the JSON) one row per variant: its default score's AUROC (mean ± sd over
 seeds, the first seed's 95% patient-bootstrap interval), training time, and the change in AUROC
-against the parent. Fusions listed in the file combine
-variants' z-scores (each z-normalised on the normal validation images) with the trivial
-histogram detector where asked, said openly in the row's name. With several seeds, each
+against the parent. The trivial detectors are fitted and scored on the command line's data
+(no variant's ``data:`` overrides), and their rows say which intensities that was. Fusions
+listed in the file combine variants' z-scores (each z-normalised on the normal validation images)
+with those trivial detectors where asked (``histogram: true``, ``sharpness: true``); a fusion's
+row gives its gain over its best single member with a paired patient-bootstrap interval (the
+same resamples score both), since a gain inside the noise of 324 images is not one. With
+several seeds, each
 variant's seed ensemble (mean z-score) and its members' disagreement (their standard deviation)
 get rows of their own.
 Every trained run is also measured with the label-free robustness yardstick
@@ -34,6 +38,7 @@ import json
 import os
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +46,14 @@ import numpy as np
 import yaml
 
 from cxr_anomaly import metrics
+from cxr_anomaly.baselines import TRIVIAL_DETECTORS
 from cxr_anomaly.config import DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.data.splits import split_note
 from cxr_anomaly.engine import ScoringOptions
 from cxr_anomaly.fusion import disagreement, fuse, zscores
 from cxr_anomaly.jobs import BenchmarkOptions, run_benchmark
-from cxr_anomaly.references import histogram_scores
-from cxr_anomaly.results import references_of
+from cxr_anomaly.references import reference_entry, trivial_scores
 from cxr_anomaly.robustness import robustness_of_run
 
 HERE = Path(__file__).resolve().parent
@@ -112,7 +117,7 @@ def run_robustness(out: Path, run_dir: Path) -> dict[str, float]:
 def _scores(
     variant: dict[str, Any], seed: int, out: Path, runs_root: Path
 ) -> tuple[np.ndarray, ...]:
-    """(labels, z-score of the variant's default score, patient ids) for one seed."""
+    """(labels, z-score of the variant's default score, patient ids, sample ids) for one seed."""
     run = out / variant["name"] / f"seed{seed}"
     results = json.loads((run / "results.json").read_text())
     entry = results["models"][variant["model"]]
@@ -123,14 +128,47 @@ def _scores(
     values = np.array([float(r[entry["score"]]) for r in rows])
     z = zscores(values, calibration["calibration"], entry["score"])
     labels = np.array([int(r["label"]) for r in rows])
-    return labels, z, np.array([r["patient_id"] for r in rows])
+    return (
+        labels,
+        z,
+        np.array([r["patient_id"] for r in rows]),
+        np.array([r["sample_id"] for r in rows]),
+    )
 
 
-def histogram_z(data: DataConfig, split: str) -> np.ndarray | None:
-    """The trivial histogram detector's scores on ``split``, z-normalised on normal validation."""
+@dataclass
+class TrivialOnSplit:
+    """The trivial detectors on the split, fitted on the command line's data (no variant's
+    ``data:`` overrides): per-image z-scores for fusions and each detector's metrics."""
+
+    intensity: str
+    ids: list[str]
+    z: dict[str, np.ndarray | None]
+    entries: dict[str, dict[str, Any]]
+
+
+def trivial_on_split(data: DataConfig, split: str) -> TrivialOnSplit:
+    """Fit and score every trivial detector on ``split``; z-normalised on normal validation."""
     prepared = PreparedData(data)
     prepared.prepare(progress=False)
-    return histogram_scores(prepared, prepared.view(split))[1]
+    view = prepared.view(split)
+    z: dict[str, np.ndarray | None] = {}
+    entries: dict[str, dict[str, Any]] = {}
+    for kind in TRIVIAL_DETECTORS:
+        scores, z[kind.name] = trivial_scores(kind(), prepared, view)
+        entries[kind.name] = reference_entry(view.labels, scores, view.patient_ids, n_boot=500)
+    return TrivialOnSplit(data.intensity, view.ids, z, entries)
+
+
+TRIVIAL_CUES = {
+    "histogram": "global intensity histogram, L1 to the mean normal histogram",
+    "sharpness": "fine-detail energy (mean absolute Laplacian), distance to the normal mean",
+}
+
+
+def _trivial_members(spec: dict[str, Any]) -> list[str]:
+    """The trivial detectors a fusion's spec asks for (``histogram: true`` and the like)."""
+    return [kind.name for kind in TRIVIAL_DETECTORS if spec.get(kind.name)]
 
 
 def fusion_rows(
@@ -139,25 +177,36 @@ def fusion_rows(
     seeds: list[int],
     out: Path,
     runs_root: Path,
-    histogram: np.ndarray | None,
+    trivial: TrivialOnSplit,
 ) -> dict[str, Any]:
-    """One fusion's AUROC/AP per seed (members of the same seed fused) and over seeds."""
-    per_seed = []
+    """One fusion's AUROC/AP per seed (members of the same seed fused) and over seeds, and its
+    gain over its best single member with a paired patient-bootstrap interval."""
+    per_seed, gains = [], []
     for seed in seeds:
         scored = [_scores(variants[name], seed, out, runs_root) for name in spec["members"]]
-        labels, _, groups = scored[0]
-        members = [z for _, z, _ in scored]
-        if spec.get("histogram"):
-            if histogram is None:
-                raise ValueError("histogram fusion needs the histogram scores")
-            members.append(histogram)
-        found = metrics.image_metrics(labels, fuse(members), groups, None, n_boot=500)
-        per_seed.append(found)
+        labels, _, groups, ids = scored[0]
+        members = {name: z for name, (_, z, _, _) in zip(spec["members"], scored, strict=True)}
+        for name in _trivial_members(spec):
+            found_z = trivial.z.get(name)
+            if found_z is None:
+                raise ValueError(f"a fusion with {name} needs its scores on normal validation")
+            if list(ids) != trivial.ids:
+                raise ValueError(f"{name} was scored on other images than {spec['members'][0]}")
+            members[name] = found_z
+        fused = fuse(list(members.values()))
+        per_seed.append(metrics.image_metrics(labels, fused, groups, None, n_boot=500))
+        best = max(members, key=lambda name: metrics.auroc(labels, members[name]))
+        gain, interval = metrics.paired_difference_ci(
+            labels, fused, members[best], groups, n_boot=500
+        )
+        gains.append({"over": best, "auroc_gain": gain, "auroc_gain_ci": list(interval)})
     return {
         "auroc": _mean_sd([f.auroc for f in per_seed]),
         "ap": _mean_sd([f.ap for f in per_seed]),
         "auroc_ci_seed0": list(per_seed[0].auroc_ci),
-        "members": spec["members"] + (["histogram"] if spec.get("histogram") else []),
+        "members": spec["members"] + _trivial_members(spec),
+        "trivial_intensity": trivial.intensity,
+        "gain_over_best_member_per_seed": gains,
     }
 
 
@@ -171,10 +220,10 @@ def seed_ensembles(
         return found
     for name, variant in variants.items():
         scored = [_scores(variant, seed, out, runs_root) for seed in seeds]
-        labels, _, groups = scored[0]
-        if any(not np.array_equal(other[2], groups) for other in scored[1:]):
+        labels, _, groups, ids = scored[0]
+        if any(not np.array_equal(other[3], ids) for other in scored[1:]):
             raise ValueError(f"the seeds of {name} were scored on different images")
-        members = [z for _, z, _ in scored]
+        members = [z for _, z, _, _ in scored]
         for kind, values in (("ensemble", fuse(members)), ("disagreement", disagreement(members))):
             result = metrics.image_metrics(labels, values, groups, None, n_boot=500)
             found[f"{name} {kind} of {len(seeds)} seeds"] = {
@@ -213,8 +262,6 @@ def summarise(
             "best_epoch_per_seed": [e["training"].get("best_epoch") for e in entries],
             "train_seconds": _mean_sd([e["training"]["seconds"] for e in entries]),
             "scoring_images_per_s": _mean_sd([e["images_per_second"] for e in entries]),
-            "histogram_auroc": references_of(first).get("histogram", {}).get("auroc"),
-            "sharpness_auroc": references_of(first).get("sharpness", {}).get("auroc"),
             "data": variant.get("data", {}),
             "robustness": _mean_sd(
                 [r["robustness"]["mean |AUROC - 0.5|"] for r in results.values()]
@@ -275,21 +322,21 @@ def markdown(summary: dict[str, Any]) -> str:
             f"{'—' if delta is None else f'{delta:+.3f}'} | {epochs} | "
             f"{row['train_seconds'][0]:.0f} | {_robust(row)} |"
         )
-    first = next(iter(summary["variants"].values()))
-    lines.append(
-        f"| histogram (trivial) | global intensity histogram | L1 to mean | "
-        f"{first['histogram_auroc']:.3f} | — | — | — | — | — |"
-    )
-    if first.get("sharpness_auroc") is not None:
+    trivial = summary.get("trivial", {})
+    for name, entry in trivial.get("entries", {}).items():
+        ci = entry["auroc_ci"]
         lines.append(
-            "| sharpness (trivial) | fine-detail energy (mean absolute Laplacian) | distance to "
-            f"normal mean | {first['sharpness_auroc']:.3f} | — | — | — | — | — |"
+            f"| {name} (trivial, intensity {trivial['intensity']}) | {TRIVIAL_CUES[name]} | — | "
+            f"{entry['auroc']:.3f} | [{ci[0]:.3f}, {ci[1]:.3f}] | — | — | — | — |"
         )
     for name, row in summary["fusions"].items():
         ci = row["auroc_ci_seed0"]
+        gain = row["gain_over_best_member_per_seed"][0]
+        lo, hi = gain["auroc_gain_ci"]
         lines.append(
             f"| fusion {name} | mean of z-scores | mean z | {row['auroc'][0]:.3f} ± "
-            f"{row['auroc'][1]:.3f} | [{ci[0]:.3f}, {ci[1]:.3f}] | — | — | — | — |"
+            f"{row['auroc'][1]:.3f} | [{ci[0]:.3f}, {ci[1]:.3f}] | {gain['auroc_gain']:+.3f} "
+            f"[{lo:+.3f}, {hi:+.3f}] over {gain['over']} | — | — | — |"
         )
     for name, row in summary.get("ensembles", {}).items():
         ci = row["auroc_ci"]
@@ -358,9 +405,9 @@ def main(argv: list[str] | None = None) -> int:
             )
     out = Path(args.out)
     first = next(iter(next(iter(per_seed.values())).values()))
-    histogram = histogram_z(data, args.split) if spec.get("fusions") else None
+    trivial = trivial_on_split(data, args.split)
     fusions = {
-        f["name"]: fusion_rows(f, variants, seeds, out, Path(args.runs_from or out), histogram)
+        f["name"]: fusion_rows(f, variants, seeds, out, Path(args.runs_from or out), trivial)
         for f in spec.get("fusions", [])
         if all(m in variants for m in f["members"])
     }
@@ -375,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         "variants": summarise(variants, per_seed),
         "fusions": fusions,
         "ensembles": seed_ensembles(variants, seeds, out, Path(args.runs_from or out)),
+        "trivial": {"intensity": trivial.intensity, "entries": trivial.entries},
     }
     print(markdown(summary))
     (out / f"summary-{args.split}.json").write_text(json.dumps(summary, indent=2))

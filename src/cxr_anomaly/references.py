@@ -72,11 +72,6 @@ def trivial_scores(
     return scores, zscores_against(scores, detector.score(normal_val.batches(BATCH)))
 
 
-def histogram_scores(data: PreparedData, view: SplitView) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`trivial_scores` of the histogram detector (the one fusions may include)."""
-    return trivial_scores(HistogramDistance(), data, view)
-
-
 def reference_scores(
     data: PreparedData,
     view: SplitView,

@@ -5,7 +5,9 @@ denoised back, which removes what the model does not know as normal. Simplex noi
 frequencies) removes larger anomalies than Gaussian noise. The network and schedule are MONAI's
 ``DiffusionModelUNet`` and ``DDPMScheduler``; the reverse steps take explicit noise
 (``diffusion.py``), drawn per image from a generator seeded by the image itself, so that a
-reconstruction never depends on which images share the batch.
+reconstruction never depends on which images share the batch. Simplex fields are drawn several
+steps ahead (:mod:`~cxr_anomaly.models.noise_stream`), so the loop does not wait on the host at
+every step.
 
 The UNet's layout follows the image size: ``channels`` are its levels at 64x64, a larger image
 gets one more level of ``channels[0]`` in front per doubling of its side (the reference's
