@@ -185,6 +185,8 @@ def fusion_rows(
     for seed in seeds:
         scored = [_scores(variants[name], seed, out, runs_root) for name in spec["members"]]
         labels, _, groups, ids = scored[0]
+        if any(not np.array_equal(other[3], ids) for other in scored[1:]):
+            raise ValueError(f"the members of {spec['name']} were scored on different images")
         members = {name: z for name, (_, z, _, _) in zip(spec["members"], scored, strict=True)}
         for name in _trivial_members(spec):
             found_z = trivial.z.get(name)
