@@ -274,6 +274,7 @@ def bootstrap_ci(
         ValueError: on bad inputs, or when no replicate has both classes.
     """
     y, s = _check_binary(labels, scores)
+    _check_confidence(confidence)
     values = [float(metric(y[idx], s[idx])) for idx in _group_resamples(y, groups, n_boot, seed)]
     return _percentile_interval(values, confidence)
 
@@ -303,6 +304,7 @@ def paired_difference_ci(
     """
     y, s = _check_binary(labels, scores)
     _, t = _check_binary(labels, other_scores)
+    _check_confidence(confidence)
     values = [
         float(metric(y[idx], s[idx]) - metric(y[idx], t[idx]))
         for idx in _group_resamples(y, groups, n_boot, seed)
@@ -355,10 +357,13 @@ def _group_resamples(
         logger.warning("bootstrap: only %d of %d replicates had both classes", found, n_boot)
 
 
-def _percentile_interval(values: list[float], confidence: float) -> tuple[float, float]:
-    """The central ``confidence`` percentile interval of bootstrap replicate values."""
+def _check_confidence(confidence: float) -> None:
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+
+
+def _percentile_interval(values: list[float], confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` percentile interval of bootstrap replicate values."""
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.percentile(np.asarray(values), [100.0 * alpha, 100.0 * (1.0 - alpha)])
     return float(lo), float(hi)
