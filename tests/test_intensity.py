@@ -109,6 +109,6 @@ def test_a_trained_model_prepares_new_images_with_its_own_intensity_mode(tmp_pat
     model = load_model(tmp_path / "run")
     assert model.metadata.data_config.intensity == "local"
     raw = make_phantom(100, 7).image
-    prepared, _ = model.load(raw)
+    prepared = model.load(raw).pixels
     np.testing.assert_array_equal(prepared, preprocess(raw, config.data.size, "local"))
     assert not np.allclose(prepared, preprocess(raw, config.data.size, "none"))

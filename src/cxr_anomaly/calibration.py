@@ -98,6 +98,16 @@ def calibrate(
     specificities: Sequence[float] = DEFAULT_SPECIFICITIES,
 ) -> dict[str, Any]:
     """Calibration of every score of ``model`` on normal validation images (JSON-ready)."""
+    return calibrate_with_scores(model, normal_images, batch_size, specificities)[0]
+
+
+def calibrate_with_scores(
+    model: AnomalyModel,
+    normal_images: np.ndarray,
+    batch_size: int = 64,
+    specificities: Sequence[float] = DEFAULT_SPECIFICITIES,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """:func:`calibrate`, and every score of each normal validation image, in order."""
     scores, map_scale, map_floor = score_images(model, normal_images, batch_size)
     if model.config.fuse:
         # The fused score's statistics come from its members' scores on these same images.
@@ -107,7 +117,7 @@ def calibrate(
             [float(s.std(ddof=1)) if len(s) > 1 else 0.0 for s in members],
         )
         scores, map_scale, map_floor = score_images(model, normal_images, batch_size)
-    return {
+    calibration = {
         "n_images": len(normal_images),
         "split": "val_normal",
         "map_scale": map_scale,
@@ -120,6 +130,7 @@ def calibrate(
             for name, values in scores.items()
         },
     }
+    return calibration, scores
 
 
 def calibration_for(metadata_calibration: dict[str, Any], score: str) -> ScoreCalibration:

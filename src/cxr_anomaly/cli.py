@@ -140,6 +140,8 @@ def run_config_from_args(model: str, args: argparse.Namespace) -> RunConfig:
     for key, attr in (("max_epochs", "epochs"), ("batch_size", "batch_size"), ("seed", "seed")):
         if getattr(args, attr, None) is not None:
             train_overrides[key] = getattr(args, attr)
+    if getattr(args, "fuse_sharpness", False):
+        train_overrides["fuse_sharpness"] = True
     return build_run_config(
         model, args.preset, _data_config(args), train_overrides, _set_overrides(args.set)
     )
@@ -383,6 +385,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help="training seed")
     train.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override a model parameter"
+    )
+    train.add_argument(
+        "--fuse-sharpness",
+        action="store_true",
+        help="also keep the fusion of the model's score with the sharpness detector, which "
+        "predict then reports (see README)",
     )
     _add_data_args(train)
     _add_trainer_args(train)

@@ -137,6 +137,9 @@ class TrainConfig:
         max_time: wall-clock cap, Lightning's ``DD:HH:MM:SS`` format.
         log_every_n_steps: how often losses are logged.
         augment: random changes to the training images (none by default).
+        fuse_sharpness: also fit the fusion of the default score with the sharpness detector
+            (:mod:`cxr_anomaly.sharpness_fusion`) and keep it with the model; ``predict`` then
+            reports the fused score.
     """
 
     max_epochs: int = 10
@@ -155,6 +158,7 @@ class TrainConfig:
     max_time: str | None = None
     log_every_n_steps: int = 10
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    fuse_sharpness: bool = False
 
 
 @dataclass

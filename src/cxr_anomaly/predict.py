@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -47,6 +47,7 @@ from cxr_anomaly.inference import (
 from cxr_anomaly.models.base import AnomalyModel
 from cxr_anomaly.models.lungs import drawn_map
 from cxr_anomaly.novelty import InputStatistics
+from cxr_anomaly.sharpness_fusion import STORED_INTENSITY, SharpnessFusion, stored_fusion
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,16 @@ class Prediction:
         return self.error is None
 
 
+class LoadedInput(NamedTuple):
+    """One input read and preprocessed for a model."""
+
+    pixels: np.ndarray
+    """As the model sees it (S, S)."""
+    stored: np.ndarray | None
+    """At its stored intensities, for a sharpness fusion (None without one)."""
+    patient_id: str | None
+
+
 def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     """Files as given, folders searched recursively for DICOM/PNG/JPEG, globs expanded.
 
@@ -132,7 +143,12 @@ class ScoringModel(ABC):
     size: int
     intensity: str
     read_options: ReadOptions
+    #: The score reported: the model's own, or its fusion with sharpness (``name+sharpness``).
     score_name: str
+    #: The model's own score (the one its scorer computes).
+    model_score: str
+    #: The fusion with the sharpness detector kept with the model, if it was trained with one.
+    sharpness: SharpnessFusion | None
     calibration: ScoreCalibration
     map_scale: float | None
     map_floor: float
@@ -149,7 +165,17 @@ class ScoringModel(ABC):
                 f"{where}: the model has no score calibration (trained without "
                 "normal validation images), so scores cannot be turned into decisions"
             )
+        self.model_score = self.score_name
         self.calibration = calibration_for(calibration, self.score_name)
+        self.sharpness = stored_fusion(calibration)
+        if self.sharpness is not None:
+            if self.sharpness.statistics.score != self.model_score:
+                raise CheckpointError(
+                    f"{where}: the sharpness fusion is of score "
+                    f"{self.sharpness.statistics.score!r}, the model's is {self.model_score!r}"
+                )
+            self.score_name = self.sharpness.name
+            self.calibration = self.sharpness.calibration
         self.map_scale = float(calibration.get("map_scale") or 0.0) or None
         self.map_floor = float(calibration.get("map_floor") or 0.0)
         stored = calibration.get("input_statistics")
@@ -167,12 +193,26 @@ class ScoringModel(ABC):
     def score_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Scores (N,), maps (N, S, S) and reconstructions (N, S, S) or None of images (N, S, S)."""
 
-    def load(self, item: str | Path | np.ndarray) -> tuple[np.ndarray, str | None]:
+    def load(self, item: str | Path | np.ndarray) -> LoadedInput:
         """Preprocess one input exactly as the training data was (raises ImageReadError)."""
         if isinstance(item, np.ndarray):
-            return preprocess(to_grey(item), self.size, self.intensity), None
-        loaded = read_image(item, self.read_options)
-        return preprocess(loaded.pixels, self.size, self.intensity), loaded.meta.patient_id
+            grey, patient = to_grey(item), None
+        else:
+            loaded = read_image(item, self.read_options)
+            grey, patient = loaded.pixels, loaded.meta.patient_id
+        stored = None
+        if self.sharpness is not None:
+            stored = preprocess(grey, self.size, STORED_INTENSITY)
+        return LoadedInput(preprocess(grey, self.size, self.intensity), stored, patient)
+
+    def final_scores(self, scores: np.ndarray, stored: np.ndarray | None) -> np.ndarray:
+        """The reported scores from the model's own ``scores`` (fused with sharpness, of the
+        stored-intensity images ``stored`` (N, S, S), if the model keeps a fusion)."""
+        if self.sharpness is None:
+            return scores
+        if stored is None:
+            raise ValueError("a sharpness fusion needs the images at their stored intensities")
+        return self.sharpness.fused(scores, stored)
 
     def predict(
         self,
@@ -194,19 +234,25 @@ class ScoringModel(ABC):
         for start in range(0, len(inputs), batch_size):
             chunk = inputs[start : start + batch_size]
             rows: list[Prediction] = []
-            good: list[tuple[Prediction, np.ndarray]] = []
+            good: list[tuple[Prediction, LoadedInput]] = []
             for index, item in enumerate(chunk, start=start):
                 label = f"<array {index}>" if isinstance(item, np.ndarray) else str(item)
                 row = Prediction(path=label, model=self.name, threshold=threshold)
                 try:
-                    pixels, row.patient_id = self.load(item)
-                    good.append((row, pixels))
+                    loaded = self.load(item)
+                    row.patient_id = loaded.patient_id
+                    good.append((row, loaded))
                 except ImageReadError as err:
                     row.error = " ".join(err.reason.split())  # one line, for the CSV
                 rows.append(row)
             if good:
-                images = np.stack([x for _, x in good])
-                self.fill([p for p, _ in good], images, *self.score_batch(images), threshold)
+                images = np.stack([x.pixels for _, x in good])
+                scores, maps, recon = self.score_batch(images)
+                stored = None
+                if self.sharpness is not None:
+                    stored = np.stack([x.stored for _, x in good if x.stored is not None])
+                scores = self.final_scores(scores, stored)
+                self.fill([p for p, _ in good], images, scores, maps, recon, threshold)
             yield rows
 
     def fill(
@@ -218,7 +264,8 @@ class ScoringModel(ABC):
         recon: np.ndarray | None,
         threshold: float,
     ) -> None:
-        """Complete ``rows`` from the model's outputs on their images (N, S, S)."""
+        """Complete ``rows`` from the model's outputs on their images (N, S, S) (``scores``
+        as reported: see :meth:`final_scores`)."""
         distances = (
             self.input_statistics.distance(images) if self.input_statistics is not None else None
         )
@@ -276,7 +323,7 @@ class TrainedModel(ScoringModel):
     def score_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         inferred = infer_arrays(self.model, images[:, None], len(images), reconstructions=True)
         return (
-            inferred.scores[self.score_name],
+            inferred.scores[self.model_score],
             inferred.maps,
             inferred.reconstructions,
         )
@@ -389,13 +436,18 @@ class _InputFiles(Dataset[dict[str, Any]]):
         size = self.model.size
         item: dict[str, Any] = {"index": index, "ok": True, "error": "", "patient": ""}
         try:
-            pixels, patient = self.model.load(self.paths[index])
-            item.update(image=torch.from_numpy(pixels)[None], patient=patient or "")
+            loaded = self.model.load(self.paths[index])
+            patient = loaded.patient_id or ""
+            item.update(image=torch.from_numpy(loaded.pixels)[None], patient=patient)
+            if loaded.stored is not None:
+                item["stored"] = torch.from_numpy(loaded.stored)
         except ImageReadError as err:
             item.update(
                 image=torch.zeros(1, size, size), ok=False, error=" ".join(err.reason.split())
             )
         item["pixels"] = item["image"][0]
+        if self.model.sharpness is not None and "stored" not in item:
+            item["stored"] = torch.zeros(size, size)
         return item
 
 
@@ -405,7 +457,7 @@ def _exported_batch(model: ScoringModel, batch: dict[str, Any]) -> dict[str, Any
     extras = {k: v for k, v in batch.items() if k not in ("image", "index")}
     return {
         "index": batch["index"].numpy(),
-        "scores": {model.score_name: scores.astype(np.float64)},
+        "scores": {model.model_score: scores.astype(np.float64)},
         "kept": batch["index"].numpy(),
         "maps": maps,
         "recon": recon,
@@ -432,10 +484,13 @@ def _predictions(
     good = [i for i in range(len(paths)) if bool(extras["ok"][i])]
     if good:
         recon = inferred.reconstructions
+        stored = None
+        if model.sharpness is not None:
+            stored = np.stack([np.asarray(extras["stored"][i]) for i in good])
         model.fill(
             [rows[i] for i in good],
             np.stack([np.asarray(extras["pixels"][i]) for i in good]),
-            inferred.scores[model.score_name][good],
+            model.final_scores(inferred.scores[model.model_score][good], stored),
             inferred.maps[good],
             None if recon is None else recon[good],
             threshold,

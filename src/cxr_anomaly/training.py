@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 from lightning.pytorch.callbacks import Callback, Timer
 
 from cxr_anomaly import atomic
-from cxr_anomaly.calibration import calibrate
+from cxr_anomaly.baselines import BATCH
+from cxr_anomaly.calibration import calibrate_with_scores
 from cxr_anomaly.checkpoint import ModelMetadata, save_model
 from cxr_anomaly.config import ConfigError, RunConfig, load_yaml, to_yaml
 from cxr_anomaly.data.datamodule import CxrDataModule, PreparedData
@@ -29,6 +31,12 @@ from cxr_anomaly.engine import (
 from cxr_anomaly.hardware import resolve_precision
 from cxr_anomaly.models.base import AnomalyModel
 from cxr_anomaly.models.registry import build_model
+from cxr_anomaly.sharpness_fusion import (
+    CALIBRATION_KEY,
+    STORED_INTENSITY,
+    SharpnessFusion,
+    fit_sharpness_fusion,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +135,33 @@ def train(
         normal_val = data.view("val_normal")
         if len(normal_val):
             log.info("calibrating scores on %d normal validation images", len(normal_val))
-            metadata.calibration = calibrate(model, normal_val.images(), config.train.batch_size)
+            metadata.calibration, normal_scores = calibrate_with_scores(
+                model, normal_val.images(), config.train.batch_size
+            )
+            if config.train.fuse_sharpness:
+                score = model.config.default_score
+                fusion = _sharpness_fusion(data, normal_val.ids, normal_scores[score], score)
+                metadata.calibration[CALIBRATION_KEY] = fusion.to_dict()
         save_model(model, run_dir, metadata)
     return result
+
+
+def _sharpness_fusion(
+    data: PreparedData, normal_val_ids: list[str], normal_scores: np.ndarray, score: str
+) -> SharpnessFusion:
+    """The fusion of ``score`` with the sharpness detector, which sees the images at their
+    stored intensities whatever the model's standardisation (a second cache if they differ)."""
+    stored = data
+    if data.config.intensity != STORED_INTENSITY:
+        stored = PreparedData(replace(data.config, intensity=STORED_INTENSITY))
+        stored.prepare(("train", "val_normal"))
+    stored_val = stored.view("val_normal")
+    if stored_val.ids != normal_val_ids:
+        raise RuntimeError("the stored-intensity normal validation images differ from the model's")
+    log.info("fitting the sharpness fusion of %s", score)
+    return fit_sharpness_fusion(
+        stored.view("train").batches(BATCH), stored_val.images()[:, 0], normal_scores, score
+    )
 
 
 def _metadata(config: RunConfig, result: TrainResult, trainer: L.Trainer) -> ModelMetadata:

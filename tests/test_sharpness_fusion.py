@@ -1,0 +1,124 @@
+"""The sharpness fusion kept with a model: the benchmark's definition, and predict reports it."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from cxr_anomaly.baselines import SharpnessDistance
+from cxr_anomaly.calibration import ScoreCalibration
+from cxr_anomaly.checkpoint import CheckpointError
+from cxr_anomaly.data.phantoms import make_phantom
+from cxr_anomaly.data.preprocess import preprocess
+from cxr_anomaly.fusion import fuse, zscores_against
+from cxr_anomaly.predict import load_model, run_predict
+from cxr_anomaly.sharpness_fusion import (
+    CALIBRATION_KEY,
+    SharpnessFusion,
+    fit_sharpness_fusion,
+    stored_fusion,
+)
+from cxr_anomaly.training import train
+from tiny import SIZE, tiny_run
+
+
+def _phantoms(count: int, seed: int, blur: float = 0.0) -> np.ndarray:
+    images = [make_phantom(SIZE, seed + i).image for i in range(count)]
+    return np.stack([ndimage.gaussian_filter(x, blur) if blur else x for x in images])
+
+
+def test_the_fusion_is_the_mean_of_the_two_z_scores_the_ablation_fuses() -> None:
+    rng = np.random.default_rng(0)
+    train_images, val, test = _phantoms(20, 0), _phantoms(10, 100), _phantoms(6, 200, blur=1.0)
+    val_scores, test_scores = rng.normal(1.0, 0.2, 10), rng.normal(1.5, 0.2, 6)
+    fusion = fit_sharpness_fusion([train_images[:7], train_images[7:]], val, val_scores, "l1")
+    # As benchmarks/ablation.py computes it: the model's z-score on its normal calibration and
+    # the detector (fitted on the training images) z-normalised on the normal validation images.
+    detector = SharpnessDistance().fit(train_images)
+    model_z = ScoreCalibration.fit(val_scores).zscore(test_scores)
+    sharp_z = zscores_against(detector.score(test), detector.score(val))
+    expected = fuse([model_z, sharp_z])
+    np.testing.assert_allclose(fusion.fused(test_scores, test), expected, rtol=1e-9)
+    assert fusion.name == "l1+sharpness"
+    # Calibrated on the normal validation images: their fused scores average 0 by construction.
+    assert np.mean(fusion.calibration.normal_scores) == pytest.approx(0.0, abs=1e-9)
+    assert len(fusion.calibration.normal_scores) == 10
+    # Blurred images lose fine detail: the sharpness half pushes them up.
+    assert np.all(sharp_z > 1.0)
+
+
+def test_the_fusion_survives_json_and_refuses_mismatched_inputs() -> None:
+    images = _phantoms(8, 0)
+    fusion = fit_sharpness_fusion([images], images, np.linspace(0, 1, 8), "mahalanobis")
+    back = SharpnessFusion.from_dict(json.loads(json.dumps(fusion.to_dict())))
+    assert back == fusion
+    assert stored_fusion({CALIBRATION_KEY: fusion.to_dict()}) == fusion
+    assert stored_fusion({"scores": {}}) is None
+    with pytest.raises(ValueError, match="7 scores for 8"):
+        fit_sharpness_fusion([images], images, np.zeros(7), "l1")
+    with pytest.raises(ValueError, match="2 scores for 3 images"):
+        fusion.fused(np.zeros(2), images[:3])
+
+
+@pytest.fixture(scope="module")
+def fused_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny AnatPaste on locally normalised images, trained with the sharpness fusion."""
+    root = tmp_path_factory.mktemp("sharpness")
+    config = tiny_run("anatpaste", root / "cache", fuse_sharpness=True)
+    config.data.intensity = "local"
+    train(config, root / "run", progress=False)
+    return root / "run"
+
+
+def test_predict_reports_the_fused_score_of_the_stored_intensity_image(fused_run: Path) -> None:
+    model = load_model(fused_run)
+    assert model.sharpness is not None
+    assert model.score_name == f"{model.model_score}+sharpness"
+    assert model.calibration == model.sharpness.calibration
+    raw = [make_phantom(80, 300 + i, "opacity" if i % 2 else None).image for i in range(4)]
+    predictions = model.predict(raw, batch_size=3)
+    own, _, _ = model.score_batch(np.stack([preprocess(x, SIZE, "local") for x in raw]))
+    # The sharpness half sees the stored intensities, not the model's locally normalised input.
+    stored = np.stack([preprocess(x, SIZE, "none") for x in raw])
+    expected = model.sharpness.fused(own, stored)
+    # (batches of 3 and of 4 round differently in float32: 1e-6 apart)
+    np.testing.assert_allclose([p.score for p in predictions], expected, rtol=1e-5, atol=1e-5)
+    for p in predictions:
+        assert p.decision == ("abnormal" if p.score > p.threshold else "normal")  # type: ignore[operator]
+
+
+def test_the_command_line_path_gives_the_python_api_scores(fused_run: Path, tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    images = [make_phantom(72, 400 + i).image for i in range(3)]
+    for i, image in enumerate(images):
+        Image.fromarray(np.round(image * 255).astype(np.uint8)).save(inputs / f"{i}.png")
+    (inputs / "broken.png").write_bytes(b"not a png")
+    report = run_predict(fused_run, [inputs], tmp_path / "out", batch_size=2)
+    assert report is not None and (report.n_scored, report.n_failed) == (3, 1)
+    model = load_model(fused_run)
+    api = model.predict(sorted(str(p) for p in inputs.glob("[0-9].png")))
+    with open(report.csv_path, newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["score"]]
+    scored = {row["path"]: float(row["score"]) for row in rows}
+    for prediction in api:
+        assert scored[prediction.path] == pytest.approx(prediction.score, rel=1e-5, abs=1e-5)
+
+
+def test_a_fusion_of_another_score_than_the_models_is_refused(fused_run: Path) -> None:
+    model_json = fused_run / "model.json"
+    original = model_json.read_text()
+    edited = json.loads(original)
+    edited["calibration"][CALIBRATION_KEY]["statistics"]["score"] = "l1"
+    try:
+        model_json.write_text(json.dumps(edited))
+        with pytest.raises(CheckpointError, match="fusion is of score 'l1'"):
+            load_model(fused_run)
+    finally:
+        model_json.write_text(original)
