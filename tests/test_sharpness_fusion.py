@@ -12,17 +12,20 @@ from PIL import Image
 from scipy import ndimage
 
 from cxr_anomaly.baselines import SharpnessDistance
-from cxr_anomaly.calibration import ScoreCalibration
+from cxr_anomaly.calibration import ScoreCalibration, calibration_for
 from cxr_anomaly.checkpoint import CheckpointError
+from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.data.phantoms import make_phantom
 from cxr_anomaly.data.preprocess import preprocess
 from cxr_anomaly.fusion import fuse, zscores_against
+from cxr_anomaly.jobs import StudyOptions, evaluate_run
 from cxr_anomaly.predict import load_model, run_predict
 from cxr_anomaly.sharpness_fusion import (
     CALIBRATION_KEY,
     SharpnessFusion,
     fit_sharpness_fusion,
     stored_fusion,
+    stored_intensity_view,
 )
 from cxr_anomaly.training import train
 from tiny import SIZE, tiny_run
@@ -46,9 +49,8 @@ def test_the_fusion_is_the_mean_of_the_two_z_scores_the_ablation_fuses() -> None
     expected = fuse([model_z, sharp_z])
     np.testing.assert_allclose(fusion.fused(test_scores, test), expected, rtol=1e-9)
     assert fusion.name == "l1+sharpness"
-    # Calibrated on the normal validation images: their fused scores average 0 by construction.
-    assert np.mean(fusion.calibration.normal_scores) == pytest.approx(0.0, abs=1e-9)
-    assert len(fusion.calibration.normal_scores) == 10
+    # Fitted on the normal validation images: their fused scores average 0 by construction.
+    assert np.mean(fusion.fused(val_scores, val)) == pytest.approx(0.0, abs=1e-9)
     # Blurred images lose fine detail: the sharpness half pushes them up.
     assert np.all(sharp_z > 1.0)
 
@@ -63,7 +65,7 @@ def test_the_fusion_survives_json_and_refuses_mismatched_inputs() -> None:
     with pytest.raises(ValueError, match="7 scores for 8"):
         fit_sharpness_fusion([images], images, np.zeros(7), "l1")
     with pytest.raises(ValueError, match="2 scores for 3 images"):
-        fusion.fused(np.zeros(2), images[:3])
+        fusion.fused(np.zeros(2), [images[:1], images[1:3]])
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,7 @@ def test_predict_reports_the_fused_score_of_the_stored_intensity_image(fused_run
     model = load_model(fused_run)
     assert model.sharpness is not None
     assert model.score_name == f"{model.model_score}+sharpness"
-    assert model.calibration == model.sharpness.calibration
+    assert model.calibration == calibration_for(model.metadata.calibration, model.score_name)
     raw = [make_phantom(80, 300 + i, "opacity" if i % 2 else None).image for i in range(4)]
     predictions = model.predict(raw, batch_size=3)
     own, _, _ = model.score_batch(np.stack([preprocess(x, SIZE, "local") for x in raw]))
@@ -115,10 +117,31 @@ def test_a_fusion_of_another_score_than_the_models_is_refused(fused_run: Path) -
     model_json = fused_run / "model.json"
     original = model_json.read_text()
     edited = json.loads(original)
-    edited["calibration"][CALIBRATION_KEY]["statistics"]["score"] = "l1"
+    edited["calibration"][CALIBRATION_KEY]["score"] = "l1"
     try:
         model_json.write_text(json.dumps(edited))
         with pytest.raises(CheckpointError, match="fusion is of score 'l1'"):
             load_model(fused_run)
     finally:
         model_json.write_text(original)
+
+
+def test_evaluate_reports_the_fused_score_predict_gives(fused_run: Path, tmp_path: Path) -> None:
+    results = evaluate_run(fused_run, StudyOptions(out=tmp_path / "eval", n_boot=10))
+    assert results is not None
+    model = load_model(fused_run)
+    entry = results["models"]["anatpaste"]
+    assert entry["score"] == model.score_name
+    assert model.model_score in entry["score_variants"]
+    with open(tmp_path / "eval" / "scores" / "anatpaste.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    data = PreparedData(model.metadata.data_config)
+    test = data.view("test")
+    assert [r["sample_id"] for r in rows] == test.ids
+    own = np.array([float(r[model.model_score]) for r in rows])
+    stored = stored_intensity_view(data, "test").images()[:, 0]
+    np.testing.assert_allclose(
+        [float(r[model.score_name]) for r in rows],
+        model.final_scores(own, stored),
+        atol=1e-6,  # the CSV keeps 8 significant digits
+    )

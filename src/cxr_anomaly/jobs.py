@@ -20,18 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from cxr_anomaly import metrics
+from cxr_anomaly.baselines import BATCH
 from cxr_anomaly.checkpoint import ModelMetadata, load_weights, read_metadata
 from cxr_anomaly.config import ConfigError, DataConfig, RunConfig, build_run_config, load_yaml
 from cxr_anomaly.data.datamodule import PreparedData, SplitView
 from cxr_anomaly.data.splits import SPLITS, external_protocol
 from cxr_anomaly.engine import ScoringOptions, is_global_zero
-from cxr_anomaly.evaluation import evaluate_scored, score_split
+from cxr_anomaly.evaluation import ScoredSplit, evaluate_scored, score_split
 from cxr_anomaly.examples import Examples, select_examples
 from cxr_anomaly.models.base import AnomalyModel
 from cxr_anomaly.models.registry import DEMO, model_names
 from cxr_anomaly.references import CalibratedScores, ReferenceScore, reference_scores
 from cxr_anomaly.report import write_study_report
 from cxr_anomaly.results import ModelResult, StudyContext, write_study
+from cxr_anomaly.sharpness_fusion import stored_fusion, stored_intensity_view
 from cxr_anomaly.training import CONFIG_FILE, train
 
 log = logging.getLogger(__name__)
@@ -54,16 +56,31 @@ class StudyOptions:
             raise ConfigError(f"unknown split {self.split!r}; choose from {', '.join(SPLITS)}")
 
 
+def _add_sharpness_fusion(
+    scored: ScoredSplit, calibration: dict[str, Any], data: PreparedData
+) -> None:
+    """The fused score of a model trained with ``fuse_sharpness``, made its default score (as
+    ``predict`` reports it); its own score stays among the others."""
+    fusion = stored_fusion(calibration)
+    if fusion is None:
+        return
+    stored = stored_intensity_view(data, scored.split)
+    scored.scores[fusion.name] = fusion.fused(scored.scores[fusion.score], stored.batches(BATCH))
+    scored.default_score = fusion.name
+
+
 def _model_result(
     model: AnomalyModel,
     metadata: ModelMetadata,
     run_dir: Path,
+    data: PreparedData,
     view: SplitView,
     options: StudyOptions,
     examples: Examples,
 ) -> ModelResult:
     """Score ``view`` with one trained model, measure it, and add its outputs to ``examples``."""
     scored = score_split(model, view, options.scoring)
+    _add_sharpness_fusion(scored, metadata.calibration, data)
     evaluation = evaluate_scored(scored, n_boot=options.n_boot, seed=options.seed)
     examples.add_model(model, float(metadata.calibration.get("map_floor") or 0.0))
     config = {
@@ -157,7 +174,7 @@ def evaluate_run(
     if len(set(view.labels.tolist())) < 2:
         raise ConfigError(f"the {split} split needs normal and abnormal images to evaluate")
     examples = select_examples(view, options.n_examples, options.seed)
-    result = _model_result(model, metadata, run_dir, view, options, examples)
+    result = _model_result(model, metadata, run_dir, data, view, options, examples)
     title = f"cxr-anomaly evaluation: {metadata.model} on {data.source.label()}"
     context = _context(title, data, view, options, None)
     if not is_global_zero():
@@ -225,7 +242,7 @@ def run_benchmark(options: BenchmarkOptions) -> dict[str, Any] | None:
         )
         run_dir = (options.runs_dir or options.out / "runs") / name
         model, metadata = _trained_model(config, run_dir, options.progress)
-        results.append(_model_result(model, metadata, run_dir, view, options, examples))
+        results.append(_model_result(model, metadata, run_dir, data, view, options, examples))
     title = f"cxr-anomaly benchmark on {data.source.label()}"
     context = _context(title, data, view, options, options.preset)
     if not is_global_zero():

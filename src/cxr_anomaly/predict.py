@@ -166,16 +166,15 @@ class ScoringModel(ABC):
                 "normal validation images), so scores cannot be turned into decisions"
             )
         self.model_score = self.score_name
-        self.calibration = calibration_for(calibration, self.score_name)
         self.sharpness = stored_fusion(calibration)
         if self.sharpness is not None:
-            if self.sharpness.statistics.score != self.model_score:
+            if self.sharpness.score != self.model_score:
                 raise CheckpointError(
-                    f"{where}: the sharpness fusion is of score "
-                    f"{self.sharpness.statistics.score!r}, the model's is {self.model_score!r}"
+                    f"{where}: the sharpness fusion is of score {self.sharpness.score!r}, "
+                    f"the model's is {self.model_score!r}"
                 )
             self.score_name = self.sharpness.name
-            self.calibration = self.sharpness.calibration
+        self.calibration = calibration_for(calibration, self.score_name)
         self.map_scale = float(calibration.get("map_scale") or 0.0) or None
         self.map_floor = float(calibration.get("map_floor") or 0.0)
         stored = calibration.get("input_statistics")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -18,7 +19,7 @@ from lightning.pytorch.callbacks import Callback, Timer
 
 from cxr_anomaly import atomic
 from cxr_anomaly.baselines import BATCH
-from cxr_anomaly.calibration import calibrate_with_scores
+from cxr_anomaly.calibration import ScoreCalibration, calibrate_with_scores
 from cxr_anomaly.checkpoint import ModelMetadata, save_model
 from cxr_anomaly.config import ConfigError, RunConfig, load_yaml, to_yaml
 from cxr_anomaly.data.datamodule import CxrDataModule, PreparedData
@@ -33,9 +34,8 @@ from cxr_anomaly.models.base import AnomalyModel
 from cxr_anomaly.models.registry import build_model
 from cxr_anomaly.sharpness_fusion import (
     CALIBRATION_KEY,
-    STORED_INTENSITY,
-    SharpnessFusion,
     fit_sharpness_fusion,
+    stored_intensity_view,
 )
 
 log = logging.getLogger(__name__)
@@ -140,28 +140,25 @@ def train(
             )
             if config.train.fuse_sharpness:
                 score = model.config.default_score
-                fusion = _sharpness_fusion(data, normal_val.ids, normal_scores[score], score)
-                metadata.calibration[CALIBRATION_KEY] = fusion.to_dict()
+                _add_sharpness_fusion(metadata.calibration, data, normal_scores[score], score)
         save_model(model, run_dir, metadata)
     return result
 
 
-def _sharpness_fusion(
-    data: PreparedData, normal_val_ids: list[str], normal_scores: np.ndarray, score: str
-) -> SharpnessFusion:
-    """The fusion of ``score`` with the sharpness detector, which sees the images at their
-    stored intensities whatever the model's standardisation (a second cache if they differ)."""
-    stored = data
-    if data.config.intensity != STORED_INTENSITY:
-        stored = PreparedData(replace(data.config, intensity=STORED_INTENSITY))
-        stored.prepare(("train", "val_normal"))
-    stored_val = stored.view("val_normal")
-    if stored_val.ids != normal_val_ids:
-        raise RuntimeError("the stored-intensity normal validation images differ from the model's")
+def _add_sharpness_fusion(
+    calibration: dict[str, Any], data: PreparedData, normal_scores: np.ndarray, score: str
+) -> None:
+    """Fit the fusion of ``score`` with the sharpness detector (which sees the images at their
+    stored intensities) and add it, and the fused score's calibration, to ``calibration``."""
     log.info("fitting the sharpness fusion of %s", score)
-    return fit_sharpness_fusion(
-        stored.view("train").batches(BATCH), stored_val.images()[:, 0], normal_scores, score
+    stored_val = stored_intensity_view(data, "val_normal")
+    stored_train = stored_intensity_view(data, "train")
+    fusion = fit_sharpness_fusion(
+        stored_train.batches(BATCH), stored_val.batches(BATCH), normal_scores, score
     )
+    fused = fusion.fused(normal_scores, stored_val.batches(BATCH))
+    calibration[CALIBRATION_KEY] = fusion.to_dict()
+    calibration["scores"][fusion.name] = asdict(ScoreCalibration.fit(fused))
 
 
 def _metadata(config: RunConfig, result: TrainResult, trainer: L.Trainer) -> ModelMetadata:
