@@ -14,11 +14,12 @@ from scipy import ndimage
 from cxr_anomaly.baselines import SharpnessDistance
 from cxr_anomaly.calibration import ScoreCalibration, calibration_for
 from cxr_anomaly.checkpoint import CheckpointError
+from cxr_anomaly.cli import build_parser, main, run_config_from_args
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.data.phantoms import make_phantom
 from cxr_anomaly.data.preprocess import preprocess
 from cxr_anomaly.fusion import fuse, zscores_against
-from cxr_anomaly.jobs import StudyOptions, evaluate_run
+from cxr_anomaly.jobs import BenchmarkOptions, StudyOptions, evaluate_run
 from cxr_anomaly.predict import load_model, run_predict
 from cxr_anomaly.sharpness_fusion import (
     CALIBRATION_KEY,
@@ -145,3 +146,18 @@ def test_evaluate_reports_the_fused_score_predict_gives(fused_run: Path, tmp_pat
         model.final_scores(own, stored),
         atol=1e-6,  # the CSV keeps 8 significant digits
     )
+
+
+def test_the_command_line_flag_reaches_the_run_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen: list[BenchmarkOptions] = []
+    monkeypatch.setattr("cxr_anomaly.jobs.run_benchmark", lambda options: seen.append(options))
+    monkeypatch.setattr("cxr_anomaly.cli._print_results", lambda results, out: None)
+    argv = ["benchmark", "--models", "anatpaste", "--fuse-sharpness", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert seen[0].train_overrides["fuse_sharpness"] is True
+    args = build_parser().parse_args(["train", "anatpaste", "--out", "x", "--fuse-sharpness"])
+    assert run_config_from_args("anatpaste", args).train.fuse_sharpness is True
+    args = build_parser().parse_args(["train", "anatpaste", "--out", "x"])
+    assert run_config_from_args("anatpaste", args).train.fuse_sharpness is False

@@ -134,6 +134,15 @@ def _set_overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
     return overrides
 
 
+def _add_fuse_sharpness_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fuse-sharpness",
+        action="store_true",
+        help="also keep the fusion of each model's score with the sharpness detector, which "
+        "evaluate and predict then report (see README)",
+    )
+
+
 def run_config_from_args(model: str, args: argparse.Namespace) -> RunConfig:
     """The run config of ``train``: preset, then command-line overrides."""
     train_overrides = _trainer_overrides(args)
@@ -270,6 +279,8 @@ def _benchmark(args: argparse.Namespace, models: Sequence[str]) -> int:
         train_overrides["max_epochs"] = args.epochs
     if args.seed is not None:
         train_overrides["seed"] = args.seed
+    if getattr(args, "fuse_sharpness", False):
+        train_overrides["fuse_sharpness"] = True
     out = Path(args.out)
     options = BenchmarkOptions(
         out=out,
@@ -386,12 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override a model parameter"
     )
-    train.add_argument(
-        "--fuse-sharpness",
-        action="store_true",
-        help="also keep the fusion of the model's score with the sharpness detector, which "
-        "predict then reports (see README)",
-    )
+    _add_fuse_sharpness_arg(train)
     _add_data_args(train)
     _add_trainer_args(train)
     train.set_defaults(func=cmd_train)
@@ -420,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help="comma-separated model names (default: the reference study's four and"
                 " anatpaste)",
             )
+            _add_fuse_sharpness_arg(sub)
         sub.add_argument("--out", default=f"runs/{name}", help="output folder")
         sub.add_argument(
             "--preset",
