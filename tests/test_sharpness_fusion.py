@@ -161,3 +161,16 @@ def test_the_command_line_flag_reaches_the_run_config(
     assert run_config_from_args("anatpaste", args).train.fuse_sharpness is True
     args = build_parser().parse_args(["train", "anatpaste", "--out", "x"])
     assert run_config_from_args("anatpaste", args).train.fuse_sharpness is False
+
+
+def test_an_exported_fused_model_reports_the_same_fused_scores(fused_run: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from cxr_anomaly.export import export_onnx
+
+    exported = load_model(export_onnx(fused_run, fused_run / "onnx").out_dir)
+    trained = load_model(fused_run)
+    assert exported.score_name == trained.score_name == f"{trained.model_score}+sharpness"
+    images = [make_phantom(64, 600 + i, "nodule" if i % 2 else None).image for i in range(5)]
+    ours = [p.score for p in trained.predict(images)]
+    theirs = [p.score for p in exported.predict(images)]
+    np.testing.assert_allclose(theirs, ours, atol=1e-4)

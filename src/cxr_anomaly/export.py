@@ -131,7 +131,7 @@ def export_onnx(run_dir: Path, out_dir: Path | None = None, opset: int = OPSET) 
         raise ExportError("onnx is not installed: pip install 'cxr-anomaly[export]'") from err
     out_dir = Path(out_dir) if out_dir is not None else Path(run_dir) / "onnx"
     out_dir.mkdir(parents=True, exist_ok=True)
-    graph = ScoringGraph(model.float().eval(), trained.score_name).eval()
+    graph = ScoringGraph(model.float().eval(), trained.model_score).eval()
     images = torch.from_numpy(parity_images(trained.size))
     names = ["score", "map", *(["reconstruction"] if model.has_reconstruction else [])]
     with atomic.atomic_path(out_dir / ONNX_FILE) as tmp:
@@ -164,7 +164,7 @@ def export_onnx(run_dir: Path, out_dir: Path | None = None, opset: int = OPSET) 
         "onnx": ONNX_FILE,
         "opset": opset,
         "model": trained.name,
-        "score": trained.score_name,
+        "score": trained.model_score,
         "outputs": names,
         "input": "image: float32 (N, 1, S, S) in [0, 1], preprocessed as below",
         "preprocessing": {
@@ -188,7 +188,7 @@ def export_onnx(run_dir: Path, out_dir: Path | None = None, opset: int = OPSET) 
     return ExportReport(
         out_dir=out_dir,
         model=trained.name,
-        score=trained.score_name,
+        score=trained.model_score,
         max_score_difference=score_gap,
         max_map_difference=map_gap,
         parity_images=len(images),
