@@ -141,6 +141,8 @@ def train(
             if config.train.fuse_sharpness:
                 score = model.config.default_score
                 _add_sharpness_fusion(metadata.calibration, data, normal_scores[score], score)
+        elif config.train.fuse_sharpness:
+            log.warning("no normal validation images: the sharpness fusion cannot be fitted")
         save_model(model, run_dir, metadata)
     return result
 
