@@ -26,7 +26,7 @@ from cxr_anomaly.sharpness_fusion import (
     SharpnessFusion,
     fit_sharpness_fusion,
     stored_fusion,
-    stored_intensity_view,
+    stored_intensity_views,
 )
 from cxr_anomaly.training import train
 from tiny import SIZE, tiny_run
@@ -140,7 +140,7 @@ def test_evaluate_reports_the_fused_score_predict_gives(fused_run: Path, tmp_pat
     test = data.view("test")
     assert [r["sample_id"] for r in rows] == test.ids
     own = np.array([float(r[model.model_score]) for r in rows])
-    stored = stored_intensity_view(data, "test").images()[:, 0]
+    stored = stored_intensity_views(data, "test")[0].images()[:, 0]
     np.testing.assert_allclose(
         [float(r[model.score_name]) for r in rows],
         model.final_scores(own, stored),

@@ -33,7 +33,7 @@ from cxr_anomaly.models.registry import DEMO, model_names
 from cxr_anomaly.references import CalibratedScores, ReferenceScore, reference_scores
 from cxr_anomaly.report import write_study_report
 from cxr_anomaly.results import ModelResult, StudyContext, write_study
-from cxr_anomaly.sharpness_fusion import stored_fusion, stored_intensity_view
+from cxr_anomaly.sharpness_fusion import stored_fusion, stored_intensity_views
 from cxr_anomaly.training import CONFIG_FILE, train
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def _add_sharpness_fusion(
     fusion = stored_fusion(calibration)
     if fusion is None:
         return
-    stored = stored_intensity_view(data, scored.split)
+    (stored,) = stored_intensity_views(data, scored.split)
     scored.scores[fusion.name] = fusion.fused(scored.scores[fusion.score], stored.batches(BATCH))
     scored.default_score = fusion.name
 

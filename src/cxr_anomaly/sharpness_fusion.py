@@ -115,14 +115,15 @@ def stored_fusion(calibration: dict[str, Any]) -> SharpnessFusion | None:
     return SharpnessFusion.from_dict(raw) if raw else None
 
 
-def stored_intensity_view(data: PreparedData, split: str) -> SplitView:
-    """The images of ``split`` at their stored intensities (prepared in a second cache when the
-    model's own are standardised), in the same order as ``data.view(split)``."""
+def stored_intensity_views(data: PreparedData, *splits: str) -> list[SplitView]:
+    """The images of each of ``splits`` at their stored intensities (prepared in one second
+    cache when the model's own are standardised), each in the order of ``data.view(split)``."""
     if data.config.intensity == STORED_INTENSITY:
-        return data.view(split)
+        return [data.view(split) for split in splits]
     stored = PreparedData(replace(data.config, intensity=STORED_INTENSITY), data.protocol)
-    stored.prepare((split,))
-    view = stored.view(split)
-    if view.ids != data.view(split).ids:
-        raise RuntimeError(f"the {split} images at stored intensities differ from the model's")
-    return view
+    stored.prepare(splits)
+    views = [stored.view(split) for split in splits]
+    for split, view in zip(splits, views, strict=True):
+        if view.ids != data.view(split).ids:
+            raise RuntimeError(f"the {split} images at stored intensities differ from the model's")
+    return views

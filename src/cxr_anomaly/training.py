@@ -35,7 +35,7 @@ from cxr_anomaly.models.registry import build_model
 from cxr_anomaly.sharpness_fusion import (
     CALIBRATION_KEY,
     fit_sharpness_fusion,
-    stored_intensity_view,
+    stored_intensity_views,
 )
 
 log = logging.getLogger(__name__)
@@ -153,8 +153,7 @@ def _add_sharpness_fusion(
     """Fit the fusion of ``score`` with the sharpness detector (which sees the images at their
     stored intensities) and add it, and the fused score's calibration, to ``calibration``."""
     log.info("fitting the sharpness fusion of %s", score)
-    stored_val = stored_intensity_view(data, "val_normal")
-    stored_train = stored_intensity_view(data, "train")
+    stored_train, stored_val = stored_intensity_views(data, "train", "val_normal")
     fusion = fit_sharpness_fusion(
         stored_train.batches(BATCH), stored_val.batches(BATCH), normal_scores, score
     )
