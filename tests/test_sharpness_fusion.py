@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from cxr_anomaly import metrics
 from cxr_anomaly.baselines import SharpnessDistance
 from cxr_anomaly.calibration import ScoreCalibration, calibration_for
 from cxr_anomaly.checkpoint import CheckpointError
@@ -146,6 +147,24 @@ def test_evaluate_reports_the_fused_score_predict_gives(fused_run: Path, tmp_pat
         model.final_scores(own, stored),
         atol=1e-6,  # the CSV keeps 8 significant digits
     )
+
+
+def test_evaluate_compares_with_the_trivial_detectors_at_stored_and_own_intensities(
+    fused_run: Path, tmp_path: Path
+) -> None:
+    results = evaluate_run(fused_run, StudyOptions(out=tmp_path / "eval", n_boot=10))
+    assert results is not None
+    references = results["references"]
+    data = PreparedData(load_model(fused_run).metadata.data_config)
+    stored = data.at_stored_intensity(("train", "test"))
+    labels = data.view("test").labels
+    for name, source in (("sharpness", stored), ("sharpness@local", data)):
+        detector = SharpnessDistance().fit(source.view("train").batches(64))
+        expected = metrics.auroc(labels, detector.score(source.view("test").batches(64)))
+        assert references[name]["auroc"] == pytest.approx(expected)
+        assert references[name]["intensity"] == source.config.intensity
+    assert references["histogram"]["intensity"] == "none"
+    assert references["histogram@local"]["intensity"] == "local"
 
 
 def test_the_command_line_flag_reaches_the_run_config(

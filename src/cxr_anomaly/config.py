@@ -24,6 +24,8 @@ PRESET_NAMES = ("tiny", "quick", "long", "paper")
 CPU), ``long`` and ``paper`` (the reference study's configuration); some models have more."""
 # The intensity modes of ``data.preprocess`` (kept here so the config needs no numpy import).
 INTENSITY_MODES = ("none", "standardize", "equalize", "local")
+STORED_INTENSITY = "none"
+"""The intensity mode that leaves images at their stored intensities."""
 
 
 class ConfigError(ValueError):

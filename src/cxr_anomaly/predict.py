@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from cxr_anomaly import atomic, viz
 from cxr_anomaly.calibration import ScoreCalibration, calibration_for
 from cxr_anomaly.checkpoint import CheckpointError, ModelMetadata, load_weights, read_metadata
+from cxr_anomaly.config import STORED_INTENSITY
 from cxr_anomaly.data.images import (
     SUPPORTED_SUFFIXES,
     ImageReadError,
@@ -47,7 +48,7 @@ from cxr_anomaly.inference import (
 from cxr_anomaly.models.base import AnomalyModel
 from cxr_anomaly.models.lungs import drawn_map
 from cxr_anomaly.novelty import InputStatistics
-from cxr_anomaly.sharpness_fusion import STORED_INTENSITY, SharpnessFusion, stored_fusion
+from cxr_anomaly.sharpness_fusion import SharpnessFusion, stored_fusion
 
 log = logging.getLogger(__name__)
 

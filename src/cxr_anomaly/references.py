@@ -4,6 +4,7 @@ A study reports, on the split it evaluates, what a trivial detector fitted on th
 images scores (a model that does not beat it has learned nothing about anatomy), and what the
 models score together: the mean of their z-scores, each z-normalised on the normal validation
 images (:mod:`cxr_anomaly.fusion`), with and without the histogram detector, said openly.
+The trivial detectors see the images as stored, whatever a model's intensity standardisation.
 """
 
 from __future__ import annotations
@@ -72,6 +73,21 @@ def trivial_scores(
     return scores, zscores_against(scores, detector.score(normal_val.batches(BATCH)))
 
 
+def _trivial_sources(
+    data: PreparedData, view: SplitView
+) -> list[tuple[str, PreparedData, SplitView]]:
+    """Where the trivial detectors look: the images at their stored intensities (names as they
+    are), and, when ``data`` standardises intensities, its own images too (``@<intensity>``)."""
+    stored = data.at_stored_intensity(("train", "val_normal", view.name))
+    stored_view = stored.view(view.name)
+    if stored_view.ids != view.ids:
+        raise ValueError(f"the trivial detectors need the whole {view.name} split, in order")
+    sources = [("", stored, stored_view)]
+    if stored is not data:
+        sources.append((f"@{data.config.intensity}", data, view))
+    return sources
+
+
 def reference_scores(
     data: PreparedData,
     view: SplitView,
@@ -79,18 +95,26 @@ def reference_scores(
     n_boot: int = metrics.N_BOOTSTRAP,
 ) -> dict[str, ReferenceScore]:
     """The trivial detectors and, with two calibrated models or more, their fusions
-    (``fusion``, and ``fusion+histogram`` with the histogram detector) on ``view``."""
+    (``fusion``, and ``fusion+histogram`` with the histogram detector) on ``view``.
+
+    The trivial detectors read the images at their stored intensities, what the sharpness
+    fusion reads and what a model must beat; when ``data`` standardises intensities, they are
+    also reported on its own images (``histogram@local``, ...).
+    """
     references: dict[str, ReferenceScore] = {}
     labels, groups = view.labels, view.patient_ids
     histogram_z = None
     if len(data.view("train")) and len(set(labels.tolist())) == 2:
-        for detector_class in TRIVIAL_DETECTORS:
-            detector = detector_class()
-            scores, z = trivial_scores(detector, data, view)
-            if detector.name == HistogramDistance.name:
-                histogram_z = z
-            entry = reference_entry(labels, scores, groups, n_boot=n_boot)
-            references[detector.name] = ReferenceScore(entry, scores)
+        for suffix, source, source_view in _trivial_sources(data, view):
+            for detector_class in TRIVIAL_DETECTORS:
+                detector = detector_class()
+                scores, z = trivial_scores(detector, source, source_view)
+                if detector.name == HistogramDistance.name and not suffix:
+                    histogram_z = z
+                entry = reference_entry(
+                    labels, scores, groups, n_boot=n_boot, intensity=source.config.intensity
+                )
+                references[detector.name + suffix] = ReferenceScore(entry, scores)
     calibrated = [m for m in models if m.calibration]
     if len(calibrated) < 2:
         return references

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -28,8 +28,6 @@ from cxr_anomaly.data.datamodule import PreparedData, SplitView
 
 CALIBRATION_KEY = "sharpness_fusion"
 """Where the fusion is kept in a model's calibration (``model.json``, export descriptions)."""
-STORED_INTENSITY = "none"
-"""The intensity standardisation of the images the sharpness detector sees."""
 
 
 @dataclass(frozen=True)
@@ -118,12 +116,5 @@ def stored_fusion(calibration: dict[str, Any]) -> SharpnessFusion | None:
 def stored_intensity_views(data: PreparedData, *splits: str) -> list[SplitView]:
     """The images of each of ``splits`` at their stored intensities (prepared in one second
     cache when the model's own are standardised), each in the order of ``data.view(split)``."""
-    if data.config.intensity == STORED_INTENSITY:
-        return [data.view(split) for split in splits]
-    stored = PreparedData(replace(data.config, intensity=STORED_INTENSITY), data.protocol)
-    stored.prepare(splits)
-    views = [stored.view(split) for split in splits]
-    for split, view in zip(splits, views, strict=True):
-        if view.ids != data.view(split).ids:
-            raise RuntimeError(f"the {split} images at stored intensities differ from the model's")
-    return views
+    stored = data.at_stored_intensity(splits)
+    return [stored.view(split) for split in splits]

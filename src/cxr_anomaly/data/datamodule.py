@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from cxr_anomaly.config import DataConfig
+from cxr_anomaly.config import STORED_INTENSITY, DataConfig
 from cxr_anomaly.data.cache import ImageCache, PrepareReport
 from cxr_anomaly.data.catalog import open_source
 from cxr_anomaly.data.images import ReadOptions
@@ -156,6 +156,22 @@ class PreparedData:
             log.warning("%s: %d image(s) not prepared or unreadable are left out", split, missing)
         samples = [s for s, ok in zip(self.splits.samples(split), ready, strict=True) if ok]
         return SplitView(split, samples, rows[ready], self.cache)
+
+    def at_stored_intensity(self, splits: Sequence[str]) -> PreparedData:
+        """The same images at their stored intensities (this data itself when it standardises
+        none), with ``splits`` prepared, each view holding the images of this data's, in order.
+
+        A second cache when the intensities are standardised (``data.intensity``): what the
+        trivial detectors and the sharpness fusion read, whatever a model's preprocessing.
+        """
+        if self.config.intensity == STORED_INTENSITY:
+            return self
+        stored = PreparedData(replace(self.config, intensity=STORED_INTENSITY), self.protocol)
+        stored.prepare(splits)
+        for split in splits:
+            if stored.view(split).ids != self.view(split).ids:
+                raise RuntimeError(f"the {split} images at stored intensities differ from these")
+        return stored
 
 
 def make_loader(
