@@ -287,7 +287,8 @@ def _robust(row: dict[str, Any]) -> str:
 
 def markdown(summary: dict[str, Any]) -> str:
     """The ablation as Markdown (for the README): the protocol, then each variant's default
-    score (mean ± sd over seeds, the first seed's interval), epochs run (and the best
+    score (mean ± sd over seeds, the first seed's interval; its other scores' means in
+    parentheses), epochs run (and the best
     normal-validation epoch kept, where chosen) per seed."""
     n = len(summary["seeds"])
     lines = [
@@ -304,11 +305,10 @@ def markdown(summary: dict[str, Any]) -> str:
         score = row["default_score"]
         ci, delta = row["auroc_ci_seed0"], row["delta_vs_parent"]
         auroc = row["scores"][score]["auroc"]
-        others = ", ".join(
+        others = ", ".join(  # every other score the runs computed, mean over seeds
             f"{other}: {values['auroc'][0]:.3f}"
             for other, values in row["scores"].items()
             if other != score
-            and (other in ("l1", "uncertainty", "fused") or other.startswith("l1@"))
         )
         epochs = ", ".join(
             f"{e}" + (f" ({b})" if b is not None else "")

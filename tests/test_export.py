@@ -19,17 +19,24 @@ from cxr_anomaly.training import train
 from tiny import SIZE, tiny_run
 
 EXPORTABLE = ("bigan", "vaegan", "anatpaste")
+# Beside each exportable model's tiny run: VAE-GAN scoring its latent Gaussian distance.
+EXTRA_PARAMS = {
+    "vaegan-latent": ("vaegan", {"latent_scores": True, "default_score": "latent"}),
+}
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
     """(run folder, export folder) of a tiny trained run of every exportable model."""
     root = tmp_path_factory.mktemp("export")
+    setups = {name: (name, {}) for name in EXPORTABLE} | EXTRA_PARAMS
     folders = {}
-    for name in EXPORTABLE:
-        run = root / name
-        train(tiny_run(name, root / "cache"), run, progress=False)
-        folders[name] = (run, export_onnx(run).out_dir)
+    for label, (name, params) in setups.items():
+        run = root / label
+        config = tiny_run(name, root / "cache")
+        config.model_params.update(params)
+        train(config, run, progress=False)
+        folders[label] = (run, export_onnx(run).out_dir)
     return folders
 
 
@@ -42,7 +49,7 @@ def _close(exported: np.ndarray, trained: np.ndarray) -> None:
     assert np.all(gap <= TOLERANCE * (1 + np.abs(trained))), float(gap.max())
 
 
-@pytest.mark.parametrize("name", EXPORTABLE)
+@pytest.mark.parametrize("name", [*EXPORTABLE, *EXTRA_PARAMS])
 def test_exported_model_scores_like_the_trained_one(
     name: str, exported: dict[str, tuple[Path, Path]]
 ) -> None:
@@ -81,6 +88,7 @@ def test_export_description_holds_preprocessing_calibration_and_parity(
     assert json.loads((exported["vaegan"][1] / EXPORT_FILE).read_text())["outputs"][-1] == (
         "reconstruction"
     )
+    assert load_model(exported["vaegan-latent"][1]).score_name == "latent"
 
 
 def test_predict_with_the_exported_model_gives_the_same_rows(

@@ -41,12 +41,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.covariance import LedoitWolf
 from torch import nn
 
 from cxr_anomaly.augment import augment
 from cxr_anomaly.config import ConfigError, TrainConfig
 from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig
+from cxr_anomaly.models.gaussian import ledoit_wolf, mahalanobis
 from cxr_anomaly.models.lungs import PasteSettings, anat_paste, lung_masks
 
 log = logging.getLogger(__name__)
@@ -203,21 +203,6 @@ class AnatPasteNet(nn.Module):
                 patches = x
         logit = self.out(self.head(pooled[-1])).squeeze(1)
         return NetOutput(pooled[-1], patches, logit, tuple(pooled))
-
-
-def mahalanobis(
-    features: torch.Tensor, mean: torch.Tensor, precision: torch.Tensor
-) -> torch.Tensor:
-    """sqrt((f - mean)^T precision (f - mean)) of each row of ``features`` (N, D), in float64."""
-    diff = features.double() - mean.double()
-    squared = ((diff @ precision.double()) * diff).sum(1)
-    return squared.clamp_min(0.0).sqrt().float()
-
-
-def ledoit_wolf(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and precision matrix of ``samples`` (N, D) with a Ledoit-Wolf shrunk covariance."""
-    estimator = LedoitWolf(assume_centered=False).fit(np.asarray(samples, np.float64))
-    return estimator.location_, estimator.precision_
 
 
 class AnatPaste(AnomalyModel):

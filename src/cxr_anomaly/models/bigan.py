@@ -33,10 +33,16 @@ the reference uses, are momentum 0.01 and eps 1e-3 here).
 
 ``lowpass_sigma`` > 0 adds the score ``lowpass``: the L1 error of image and reconstruction both
 blurred with that sigma (pixels at 64x64, scaled with the size); see ``add_lowpass_score``.
+
+``latent_scores`` adds the score ``latent``: the Mahalanobis distance of E(x) to a Gaussian
+fitted (Ledoit-Wolf) on the normal training images' codes after training, two-sided where a
+reconstruction error is not (see ``models/gaussian.py``); its map is the reconstruction
+error's (``lowpass`` when it is computed, else ``l1``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +61,7 @@ from cxr_anomaly.models.base import (
     normal_init,
 )
 from cxr_anomaly.models.ema import EMA
+from cxr_anomaly.models.gaussian import FeatureGaussian, gather_features
 from cxr_anomaly.models.uncertainty import (
     add_uncertainty_score,
     heteroscedastic_loss,
@@ -82,6 +89,7 @@ class BiGANConfig(ModelConfig):
     consistency_weight: float = 0.0
     uncertainty: bool = False
     lowpass_sigma: float = 0.0
+    latent_scores: bool = False
     fm_reduction: str = "mean"
     separate_batches: bool = False
     init_std: float | None = None
@@ -206,6 +214,7 @@ class BiGAN(AnomalyModel):
     """EGBAD behind the shared interface; scores ``l1`` (reference) and ``fm``."""
 
     config_class = BiGANConfig
+    latent_gaussian: FeatureGaussian  # with latent_scores
 
     @property
     def name(self) -> str:
@@ -232,12 +241,16 @@ class BiGAN(AnomalyModel):
             if isinstance(layer, nn.BatchNorm1d | nn.BatchNorm2d):
                 layer.momentum, layer.eps = config.batchnorm_momentum, config.batchnorm_eps
         self.ema = EMA(self.nets, config.ema_decay) if config.ema_decay else None
+        if config.latent_scores:
+            self.latent_gaussian = FeatureGaussian(config.latent_dim)
         self.automatic_optimization = False
 
     def own_score_names(self) -> tuple[str, ...]:
         names: tuple[str, ...] = ("l1", "fm")
         if self.cfg.lowpass_sigma > 0:
             names = (*names, "lowpass")
+        if self.cfg.latent_scores:
+            names = (*names, "latent")
         return (*names, "uncertainty") if self.cfg.uncertainty else names
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -318,6 +331,18 @@ class BiGAN(AnomalyModel):
         # Halved: the networks work in [-1, 1], the loss is in pixel units of [0, 1].
         self.log("val_loss", (recon - x).abs().mean() / 2, prog_bar=True, sync_dist=True)
 
+    def fit_normal_images(self, batches: Iterable[torch.Tensor], count: int) -> None:
+        """With ``latent_scores``: fit the Gaussian of the normal training images' codes."""
+        if not self.cfg.latent_scores:
+            return
+        encoder = self.test_nets().encoder
+
+        def extract(batch: torch.Tensor) -> tuple[torch.Tensor]:
+            return (encoder(self.to_signed(self.prepare_input(batch))),)
+
+        (codes,) = gather_features(self, batches, extract)
+        self.latent_gaussian.fit(codes)
+
     def _infer(self, x: torch.Tensor) -> Inference:
         nets = self.test_nets()
         signed = self.to_signed(x)
@@ -339,4 +364,7 @@ class BiGAN(AnomalyModel):
             feature_term = (feat_real - feat_recon).abs().mean(1)
         result.maps["fm"] = result.maps["l1"]
         result.scores["fm"] = (1 - w) * pixel_term + w * feature_term
+        if self.cfg.latent_scores:
+            result.maps["latent"] = result.maps.get("lowpass", result.maps["l1"])
+            result.scores["latent"] = self.latent_gaussian(z_hat)
         return result

@@ -34,11 +34,18 @@ graph, the non-saturating BCE losses listed above, encoder and decoder stepped t
 
 ``lowpass_sigma`` > 0 adds the score ``lowpass``: the L1 error of image and reconstruction both
 blurred with that sigma (pixels at 64x64, scaled with the size); see ``add_lowpass_score``.
+
+``latent_scores`` adds two scores that need no reconstruction to be faithful: after training,
+Gaussians are fitted (Ledoit-Wolf, as AnatPaste's) on the normal training images' encoder means
+and on their critic features (the discriminator's last convolution, averaged over positions);
+``latent`` and ``critic`` are the Mahalanobis distances to them (see ``models/gaussian.py``). Their
+maps are the reconstruction error's (``lowpass`` when it is computed, else ``l1``).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +62,7 @@ from cxr_anomaly.models.base import (
     levels_beyond_reference,
     normal_init,
 )
+from cxr_anomaly.models.gaussian import FeatureGaussian, gather_features
 from cxr_anomaly.models.uncertainty import (
     add_uncertainty_score,
     heteroscedastic_loss,
@@ -80,6 +88,7 @@ class VAEGANConfig(ModelConfig):
     pixel_weight: float = 0.0
     uncertainty: bool = False
     lowpass_sigma: float = 0.0
+    latent_scores: bool = False
     decoder_channels: tuple[int, ...] | None = None
     decoder_kernel: int = 5
     leaky_slope: float = 0.0
@@ -219,6 +228,8 @@ class VAEGAN(AnomalyModel):
     """VAE-GAN behind the shared interface; scores: ``l1`` (reference) and ``feature``."""
 
     config_class = VAEGANConfig
+    latent_gaussian: FeatureGaussian  # with latent_scores
+    critic_gaussian: FeatureGaussian
 
     @property
     def name(self) -> str:
@@ -239,12 +250,17 @@ class VAEGAN(AnomalyModel):
         if config.init_std is not None:  # the port initialises these two, not its discriminator
             for net in (self.encoder, self.decoder):
                 normal_init(net, config.init_std, batchnorm_std=config.init_std)
+        if config.latent_scores:
+            self.latent_gaussian = FeatureGaussian(config.latent_dim)
+            self.critic_gaussian = FeatureGaussian(config.discriminator_channels[-1])
         self.automatic_optimization = False
 
     def own_score_names(self) -> tuple[str, ...]:
         names: tuple[str, ...] = ("l1", "feature")
         if self.cfg.lowpass_sigma > 0:
             names = (*names, "lowpass")
+        if self.cfg.latent_scores:
+            names = (*names, "latent", "critic")
         return (*names, "uncertainty") if self.cfg.uncertainty else names
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -387,6 +403,20 @@ class VAEGAN(AnomalyModel):
         # Halved: the networks work in [-1, 1], the loss is in pixel units of [0, 1].
         self.log("val_loss", (recon - x).abs().mean() / 2, prog_bar=True, sync_dist=True)
 
+    def fit_normal_images(self, batches: Iterable[torch.Tensor], count: int) -> None:
+        """With ``latent_scores``: fit the Gaussians of the normal training images' encoder
+        means and critic features."""
+        if not self.cfg.latent_scores:
+            return
+
+        def extract(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            signed = self.to_signed(self.prepare_input(batch))
+            return self.encoder(signed)[0], _pooled(self.discriminator(signed)[1])
+
+        latents, critics = gather_features(self, batches, extract)
+        self.latent_gaussian.fit(latents)
+        self.critic_gaussian.fit(critics)
+
     def _infer(self, x: torch.Tensor) -> Inference:
         signed = self.to_signed(x)
         mu, _ = self.encoder(signed)
@@ -400,4 +430,14 @@ class VAEGAN(AnomalyModel):
         _, feat_recon = self.discriminator(recon_signed)
         result.maps["feature"] = result.maps["l1"]
         result.scores["feature"] = (feat_real - feat_recon).abs().flatten(1).mean(1)
+        if self.cfg.latent_scores:
+            error_map = result.maps.get("lowpass", result.maps["l1"])
+            result.maps["latent"] = result.maps["critic"] = error_map
+            result.scores["latent"] = self.latent_gaussian(mu)
+            result.scores["critic"] = self.critic_gaussian(_pooled(feat_real))
         return result
+
+
+def _pooled(features: torch.Tensor) -> torch.Tensor:
+    """Convolutional features (N, C, H, W) averaged over positions, in float32: (N, C)."""
+    return features.float().mean(dim=(2, 3))
