@@ -23,7 +23,7 @@ PRESET_NAMES = ("tiny", "quick", "long", "paper")
 """The bundled presets: ``tiny`` (seconds, for tests and smoke runs), ``quick`` (minutes on a
 CPU), ``long`` and ``paper`` (the reference study's configuration); some models have more."""
 # The intensity modes of ``data.preprocess`` (kept here so the config needs no numpy import).
-INTENSITY_MODES = ("none", "standardize", "equalize", "local", "highpass")
+INTENSITY_MODES = ("none", "standardize", "equalize", "local")
 STORED_INTENSITY = "none"
 """The intensity mode that leaves images at their stored intensities."""
 
@@ -51,8 +51,7 @@ class DataConfig:
         apply_voi_lut: apply the DICOM VOI LUT / window when the file has one.
         intensity: per-image intensity standardisation after resizing: ``none``,
             ``standardize`` (mean and spread), ``equalize`` (histogram equalisation) or
-            ``local`` (local contrast normalisation) or ``highpass`` (the local mean taken
-            away, the texture's strength kept); see
+            ``local`` (local contrast normalisation); see
             :mod:`cxr_anomaly.data.preprocess`. Saved with a trained model, so ``predict`` and
             ``evaluate`` on other data prepare images the same way.
     """

@@ -77,8 +77,6 @@ class AnatPasteConfig(ModelConfig):
         paste_opacity: range of the blend weight inside the pasted shape.
         paste_blur: range of the blend mask's edge blur, as a fraction of the image side.
         paste_ellipse_prob: probability of an elliptic rather than rectangular pasted shape.
-        paste_texture_blur: range of the Gaussian blur of the pasted content (fraction of the
-            side); ``[0, 0]``, the paper's patches, pastes it unblurred.
         max_patch_samples: at most this many patch feature vectors fit the patch Gaussian.
         normal_fit_copies: augmented copies (``train.augment``) of each training image that
             join the normal Gaussians' fit, so that the acquisition variation the network was
@@ -101,7 +99,6 @@ class AnatPasteConfig(ModelConfig):
     paste_opacity: tuple[float, ...] = (0.6, 1.0)
     paste_blur: tuple[float, ...] = (0.005, 0.03)
     paste_ellipse_prob: float = 0.5
-    paste_texture_blur: tuple[float, ...] = (0.0, 0.0)
     max_patch_samples: int = 200_000
     normal_fit_copies: int = 0
 
@@ -118,7 +115,7 @@ class AnatPasteConfig(ModelConfig):
             raise ConfigError(f"model_params.lr_schedule must be one of {LR_SCHEDULES}")
         if self.default_score not in SCORE_NAMES:
             raise ConfigError(f"model_params.default_score must be one of {SCORE_NAMES}")
-        for key in ("paste_area", "paste_opacity", "paste_blur", "paste_texture_blur"):
+        for key in ("paste_area", "paste_opacity", "paste_blur"):
             low_high = getattr(self, key)
             if len(low_high) != 2 or not 0 <= low_high[0] <= low_high[1]:
                 raise ConfigError(f"model_params.{key} must be [low, high] with 0 <= low <= high")
@@ -142,7 +139,6 @@ class AnatPasteConfig(ModelConfig):
             opacity=(self.paste_opacity[0], self.paste_opacity[1]),
             blur=(self.paste_blur[0], self.paste_blur[1]),
             ellipse_prob=self.paste_ellipse_prob,
-            texture_blur=(self.paste_texture_blur[0], self.paste_texture_blur[1]),
         )
 
 

@@ -182,9 +182,6 @@ class PasteSettings:
         opacity: range of the blend weight at the patch centre.
         blur: range of the Gaussian blur of the blend mask's edges, as a fraction of the side.
         ellipse_prob: probability that the pasted shape is an ellipse rather than a rectangle.
-        texture_blur: range of the Gaussian blur of the pasted content, as a fraction of the
-            side: a patch whose fine detail is washed out, as an opacity hides the ribs and
-            vessels behind it; ``(0, 0)`` pastes the content as it is.
     """
 
     area: tuple[float, float] = (0.02, 0.1)
@@ -193,7 +190,6 @@ class PasteSettings:
     opacity: tuple[float, float] = (0.6, 1.0)
     blur: tuple[float, float] = (0.005, 0.03)
     ellipse_prob: float = 0.5
-    texture_blur: tuple[float, float] = (0.0, 0.0)
 
 
 def _gaussian_blur(masks: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
@@ -263,11 +259,6 @@ def anat_paste(
     opacity = s.opacity[0] + (s.opacity[1] - s.opacity[0]) * draws[:, 7]
     sigma = (s.blur[0] + (s.blur[1] - s.blur[0]) * draws[:, 8]) * min(height, width)
     ellipse = torch.rand(n, generator=generator, dtype=torch.float64) < s.ellipse_prob
-    texture_sigma = None
-    if s.texture_blur[1] > 0:  # drawn only when asked, so other settings keep their draws
-        low, high = s.texture_blur
-        spread = torch.rand(n, generator=generator, dtype=torch.float64)
-        texture_sigma = (low + (high - low) * spread) * min(height, width)
 
     device, dtype = images.device, images.dtype
     # Outside the patch the canvas is the image itself, so blurred weight there changes nothing;
@@ -290,8 +281,6 @@ def anat_paste(
         else:
             inside = (rows.abs() <= half_h) & (cols.abs() <= half_w)
         shape[i, 0, y0:y1, x0:x1] = inside.float()
-    if texture_sigma is not None:
-        canvas = _gaussian_blur(canvas.float().cpu(), texture_sigma.float()).to(device, dtype)
     lung_f = lungs.cpu().float()
     blend = _gaussian_blur(shape * lung_f, sigma.float()) * lung_f
     blend = (blend * opacity.float()[:, None, None, None]).clamp(0.0, 1.0)
