@@ -114,6 +114,22 @@ def run_robustness(out: Path, run_dir: Path) -> dict[str, float]:
     return found
 
 
+def score_intervals(variant: dict[str, Any], seed: int, out: Path) -> dict[str, dict[str, Any]]:
+    """AUROC and AP with 95% patient-bootstrap intervals of every score one seed computed, from
+    its per-image score file (the benchmark's own intervals cover the default score only)."""
+    run = out / variant["name"] / f"seed{seed}"
+    with open(run / "scores" / f"{variant['model']}.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    results = json.loads((run / "results.json").read_text())
+    labels = np.array([int(r["label"]) for r in rows])
+    groups = np.array([r["patient_id"] for r in rows])
+    found: dict[str, dict[str, Any]] = {}
+    for score in results["models"][variant["model"]]["score_variants"]:
+        values = np.array([float(r[score]) for r in rows])
+        found[score] = dataclasses.asdict(metrics.image_metrics(labels, values, groups, None))
+    return found
+
+
 def _scores(
     variant: dict[str, Any], seed: int, out: Path, runs_root: Path
 ) -> tuple[np.ndarray, ...]:
@@ -205,6 +221,7 @@ def fusion_rows(
     return {
         "auroc": _mean_sd([f.auroc for f in per_seed]),
         "ap": _mean_sd([f.ap for f in per_seed]),
+        "auroc_per_seed": [f.auroc for f in per_seed],
         "auroc_ci_seed0": list(per_seed[0].auroc_ci),
         "members": spec["members"] + _trivial_members(spec),
         "trivial_intensity": trivial.intensity,
@@ -237,18 +254,27 @@ def seed_ensembles(
 
 
 def summarise(
-    variants: dict[str, dict[str, Any]], per_seed: dict[str, dict[int, dict[str, Any]]]
+    variants: dict[str, dict[str, Any]],
+    per_seed: dict[str, dict[int, dict[str, Any]]],
+    out: Path,
 ) -> dict[str, Any]:
-    """Mean and spread over seeds for every variant and score, with the parent's delta."""
+    """Mean and spread over seeds for every variant and score (with each seed's value, and the
+    first seed's intervals of every score), with the parent's delta."""
     rows: dict[str, Any] = {}
     for name, variant in variants.items():
         results = per_seed[name]
         entries = [r["models"][variant["model"]] for r in results.values()]
         first = next(iter(results.values()))
+        first_intervals = score_intervals(variant, next(iter(results)), out)
         scores = {
             score: {
+                "auroc_ci_first_seed": first_intervals[score]["auroc_ci"],
+                "ap_ci_first_seed": first_intervals[score]["ap_ci"],
                 "auroc": _mean_sd([e["score_variants"][score]["auroc"] for e in entries]),
                 "ap": _mean_sd([e["score_variants"][score]["ap"] for e in entries]),
+                # Each seed's own, so that seeds run by separate calls can be pooled later.
+                "auroc_per_seed": [e["score_variants"][score]["auroc"] for e in entries],
+                "ap_per_seed": [e["score_variants"][score]["ap"] for e in entries],
             }
             for score in entries[0]["score_variants"]
         }
@@ -263,6 +289,7 @@ def summarise(
             "epochs_per_seed": [e["training"]["epochs"] for e in entries],
             "best_epoch_per_seed": [e["training"].get("best_epoch") for e in entries],
             "train_seconds": _mean_sd([e["training"]["seconds"] for e in entries]),
+            "train_seconds_per_seed": [e["training"]["seconds"] for e in entries],
             "scoring_images_per_s": _mean_sd([e["images_per_second"] for e in entries]),
             "data": variant.get("data", {}),
             "robustness": _mean_sd(
@@ -421,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         "split_summary": first["split_summary"],
         "size": args.size,
         "seeds": seeds,
-        "variants": summarise(variants, per_seed),
+        "variants": summarise(variants, per_seed, out),
         "fusions": fusions,
         "ensembles": seed_ensembles(variants, seeds, out, Path(args.runs_from or out)),
         "trivial": {"intensity": trivial.intensity, "entries": trivial.entries},

@@ -92,6 +92,27 @@ def test_variants_rows_and_parent_delta(ablation: tuple[Path, dict[str, Any], Mo
 
 
 @pytest.mark.slow
+def test_each_seed_and_every_scores_interval_are_kept(
+    ablation: tuple[Path, dict[str, Any], ModuleType],
+) -> None:
+    out, summary, _ = ablation
+    row = summary["variants"]["bigan"]
+    seeds = [json.loads((out / "bigan" / f"seed{s}" / "results.json").read_text()) for s in (0, 1)]
+    entries = [r["models"]["bigan"] for r in seeds]
+    assert len(row["scores"]) > 1  # the interval of every score, not the default's alone
+    for score, values in row["scores"].items():
+        own = [e["score_variants"][score]["auroc"] for e in entries]
+        assert values["auroc_per_seed"] == pytest.approx(own)
+        low, high = values["auroc_ci_first_seed"]
+        assert 0.0 <= low <= high <= 1.0
+    default = row["scores"][row["default_score"]]
+    # The benchmark's own interval of its default score, recomputed from the score file.
+    assert default["auroc_ci_first_seed"] == pytest.approx(entries[0]["image"]["auroc_ci"])
+    assert default["ap_ci_first_seed"] == pytest.approx(entries[0]["image"]["ap_ci"])
+    assert row["train_seconds_per_seed"] == [e["training"]["seconds"] for e in entries]
+
+
+@pytest.mark.slow
 def test_trivial_detectors_see_the_command_line_data(
     ablation: tuple[Path, dict[str, Any], ModuleType],
 ) -> None:
