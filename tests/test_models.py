@@ -313,6 +313,15 @@ def test_every_bundled_preset_builds_its_model(name: str, preset: str) -> None:
         assert getattr(model.config, key) == (tuple(value) if isinstance(value, list) else value)
 
 
+def test_bigan_robust_is_the_measured_variant() -> None:
+    """The quick preset scored with ``lowpass`` (benchmarks/official.yaml, bigan+local+lowpass),
+    whose test-dev numbers the README quotes for it."""
+    quick, robust = load_preset("bigan", "quick"), load_preset("bigan", "robust")
+    expected = {**quick["model_params"], "lowpass_sigma": 2.0, "default_score": "lowpass"}
+    assert robust["model_params"] == expected
+    assert robust["train"] == quick["train"]
+
+
 def test_a_missing_preset_names_the_models_presets() -> None:
     with pytest.raises(ConfigError, match="its presets: paper, quick, robust"):
         load_preset("anatpaste", "long")
