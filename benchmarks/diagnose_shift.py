@@ -4,7 +4,10 @@ For a split-folder dataset with the ``official`` protocol (ZhangLab: ``train/`` 
 this prints, per group (training normals, the labelled validation split's normals and
 abnormals, and the abnormal ``train/`` images that the protocol does not use), the mean
 intensity, the mean intensity of the central half of the image (the lung fields and
-mediastinum), the fine-detail energy (mean absolute Laplacian), and how well a logistic
+mediastinum), the fine-detail energy (mean absolute Laplacian), the framing of the lung fields
+(the lungs' share of the image and their top and bottom rows as fractions of the side, from the
+thresholded masks AnatPaste pastes into, over the images where both lungs were found), and how
+well a logistic
 regression on 16x16 pixels tells training normals from validation normals (5-fold
 cross-validated AUROC; 0.5 = no difference). With ``--run``, a trained model's scores say which
 moved for it: AUROC of its normal validation images (from ``train/``) against the validation
@@ -34,6 +37,7 @@ from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.data.records import ABNORMAL
 from cxr_anomaly.data.splits import make_splits
 from cxr_anomaly.inference import infer_arrays
+from cxr_anomaly.models.lungs import find_lungs
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,8 +52,23 @@ def _pooled(images: np.ndarray, factor: int) -> np.ndarray:
     return images.reshape(n, cells, factor, cells, factor).mean((2, 4)).reshape(n, -1)
 
 
+def lung_framing(images: np.ndarray) -> dict[str, float]:
+    """Mean share of the image, top and bottom row (fractions of the side) of the lung fields,
+    over the images whose two lungs the thresholds found (not mirrored or assumed)."""
+    side = images.shape[-1]
+    found = [mask for mask, how in map(find_lungs, images) if how == "threshold"]
+    rows = [np.flatnonzero(mask.any(axis=1)) for mask in found]
+    return {
+        "lungs_found": len(found) / max(len(images), 1),
+        "lung_fraction": float(np.mean([mask.mean() for mask in found])),
+        "lung_top": float(np.mean([r[0] for r in rows])) / side,
+        "lung_bottom": float(np.mean([r[-1] + 1 for r in rows])) / side,
+    }
+
+
 def group_stats(images: np.ndarray) -> dict[str, float]:
-    """Mean intensity, central-half mean intensity and fine-detail energy of a group."""
+    """Mean intensity, central-half mean intensity, fine-detail energy and lung framing of a
+    group."""
     side = images.shape[-1]
     centre = images[..., side // 4 : 3 * side // 4, side // 4 : 3 * side // 4]
     return {
@@ -57,6 +76,7 @@ def group_stats(images: np.ndarray) -> dict[str, float]:
         "mean_intensity": float(images.mean()),
         "central_mean_intensity": float(centre.mean()),
         "detail_energy": float(detail_energy(images).mean()),
+        **lung_framing(images),
     }
 
 
@@ -137,11 +157,16 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     print(f"{args.root}, {args.size} px, intensity {args.intensity}")
-    print(f"{'group':<26} {'images':>6} {'mean':>6} {'centre':>6} {'detail':>7}")
+    print(
+        f"{'group':<26} {'images':>6} {'mean':>6} {'centre':>6} {'detail':>7} "
+        f"{'lungs':>6} {'top':>6} {'bottom':>6} {'found':>6}"
+    )
     for name, stats in found["groups"].items():
         print(
             f"{name:<26} {stats['images']:>6} {stats['mean_intensity']:>6.3f} "
-            f"{stats['central_mean_intensity']:>6.3f} {stats['detail_energy']:>7.4f}"
+            f"{stats['central_mean_intensity']:>6.3f} {stats['detail_energy']:>7.4f} "
+            f"{stats['lung_fraction']:>6.3f} {stats['lung_top']:>6.3f} "
+            f"{stats['lung_bottom']:>6.3f} {stats['lungs_found']:>6.2f}"
         )
     auroc = found["domain_auroc_train_vs_validation_normal"]
     print(f"train/ normal vs validation normal, logistic regression on 16x16 pixels: {auroc:.3f}")
