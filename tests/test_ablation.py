@@ -4,9 +4,7 @@ detectors, a fusion with one of them and its paired gain, seed ensembles, the Ma
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -15,22 +13,13 @@ import numpy as np
 import pytest
 import yaml
 
+from benchmark_scripts import load_benchmark
 from cxr_anomaly import metrics
 from cxr_anomaly.fusion import fuse
 from tiny import SIZE
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
 SPEC = "synthetic:n_train=24,n_val_normal=8,n_test_normal=8,n_test_abnormal=8"
 TRAIN = {"max_epochs": 1, "batch_size": 8, "precision": "32-true"}
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ablation", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ablation"] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +44,7 @@ def ablation(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
         ],
     }
     (root / "variants.yaml").write_text(yaml.safe_dump(variants))
-    module = _load()
+    module = load_benchmark("ablation")
     out = root / "out"
     argv = [
         f"--data={SPEC}",

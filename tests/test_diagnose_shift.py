@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
+from benchmark_scripts import load_benchmark
 from cxr_anomaly.data.phantoms import make_phantom
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "diagnose_shift.py"
 
 
 @pytest.fixture(scope="module")
 def diagnose() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("diagnose_shift", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["diagnose_shift"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("diagnose_shift")
 
 
 def test_lung_framing_moves_with_the_lungs(diagnose: ModuleType) -> None:

@@ -3,10 +3,8 @@ summaries that were not measured alike."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -14,18 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "headline.py"
+from benchmark_scripts import load_benchmark
+
 PROTOCOL = {"data": "folder: x", "protocol": "official", "split": "val", "split_note": "n"}
 
 
 @pytest.fixture(scope="module")
 def headline() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("headline", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["headline"] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("headline")
 
 
 def _summary(seeds: list[int], aurocs: list[float], size: int = 64) -> dict[str, Any]:

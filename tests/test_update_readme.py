@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "update_readme.py"
+from benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def updater() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("update_readme", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("update_readme")
 
 
 def _results() -> dict[str, object]:
