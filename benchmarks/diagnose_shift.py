@@ -8,8 +8,8 @@ mediastinum), the fine-detail energy (mean absolute Laplacian), the framing of t
 (the lungs' share of the image and their top and bottom rows as fractions of the side, from the
 thresholded masks AnatPaste pastes into, over the images where both lungs were found), and how
 well a logistic regression on 16x16 pixels tells training normals from validation normals
-(5-fold cross-validated AUROC; 0.5 = no difference). With ``--run``, a trained model's scores say which
-moved for it: AUROC of its normal validation images (from ``train/``) against the validation
+(5-fold cross-validated AUROC; 0.5 = no difference). With ``--run``, a trained model's scores
+say which moved for it: AUROC of its normal validation images (from ``train/``) against the validation
 split's normals, and against its abnormals. No model is trained and nothing is chosen here.
 
     python benchmarks/diagnose_shift.py
