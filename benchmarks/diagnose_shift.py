@@ -9,8 +9,9 @@ mediastinum), the fine-detail energy (mean absolute Laplacian), the framing of t
 thresholded masks AnatPaste pastes into, over the images where both lungs were found), and how
 well a logistic regression on 16x16 pixels tells training normals from validation normals
 (5-fold cross-validated AUROC; 0.5 = no difference). With ``--run``, a trained model's scores
-say which moved for it: AUROC of its normal validation images (from ``train/``) against the validation
-split's normals, and against its abnormals. No model is trained and nothing is chosen here.
+say which moved for it: AUROC of its normal validation images (from ``train/``) against the
+validation split's normals, and against its abnormals. No model is trained and nothing is chosen
+here.
 
     python benchmarks/diagnose_shift.py
     python benchmarks/diagnose_shift.py --run runs/zhanglab/runs/anatpaste
