@@ -130,26 +130,51 @@ def score_intervals(variant: dict[str, Any], seed: int, out: Path) -> dict[str, 
     return found
 
 
+def _default_scores(
+    variant: dict[str, Any], seed: int, out: Path
+) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(default score's name, labels, its values, patient ids, sample ids) for one seed."""
+    run = out / variant["name"] / f"seed{seed}"
+    results = json.loads((run / "results.json").read_text())
+    score = results["models"][variant["model"]]["score"]
+    with open(run / "scores" / f"{variant['model']}.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return (
+        score,
+        np.array([int(r["label"]) for r in rows]),
+        np.array([float(r[score]) for r in rows]),
+        np.array([r["patient_id"] for r in rows]),
+        np.array([r["sample_id"] for r in rows]),
+    )
+
+
 def _scores(
     variant: dict[str, Any], seed: int, out: Path, runs_root: Path
 ) -> tuple[np.ndarray, ...]:
     """(labels, z-score of the variant's default score, patient ids, sample ids) for one seed."""
-    run = out / variant["name"] / f"seed{seed}"
-    results = json.loads((run / "results.json").read_text())
-    entry = results["models"][variant["model"]]
+    score, labels, values, groups, ids = _default_scores(variant, seed, out)
     model_json = runs_dir(runs_root, variant, seed) / variant["model"] / "model.json"
     calibration = json.loads(model_json.read_text())
-    with open(run / "scores" / f"{variant['model']}.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    values = np.array([float(r[entry["score"]]) for r in rows])
-    z = zscores(values, calibration["calibration"], entry["score"])
-    labels = np.array([int(r["label"]) for r in rows])
-    return (
-        labels,
-        z,
-        np.array([r["patient_id"] for r in rows]),
-        np.array([r["sample_id"] for r in rows]),
-    )
+    return labels, zscores(values, calibration["calibration"], score), groups, ids
+
+
+def paired_gains_over_parent(
+    variant: dict[str, Any], parent: dict[str, Any], seeds: list[int], out: Path
+) -> list[dict[str, Any]]:
+    """For each seed that trained both a variant and its parent: the variant's AUROC gain (its
+    default score against the parent's) with a paired patient-bootstrap interval (the same
+    resamples score both), so that a gain inside the noise of the split reads as one."""
+    gains = []
+    for seed in seeds:
+        _, labels, values, groups, ids = _default_scores(variant, seed, out)
+        _, _, parent_values, _, parent_ids = _default_scores(parent, seed, out)
+        if not np.array_equal(ids, parent_ids):
+            raise ValueError(f"{variant['name']} and its parent were scored on different images")
+        gain, interval = metrics.paired_difference_ci(
+            labels, values, parent_values, groups, n_boot=500
+        )
+        gains.append({"seed": seed, "auroc_gain": gain, "auroc_gain_ci": list(interval)})
+    return gains
 
 
 @dataclass
@@ -299,13 +324,29 @@ def summarise(
             else None,
             "robustness_per_change_seed0": first.get("robustness"),
         }
-    for row in rows.values():
+    for name, row in rows.items():
         parent = rows.get(row["parent"]) if row["parent"] else None
         own = row["scores"][row["default_score"]]["auroc"][0]
         row["delta_vs_parent"] = (
             own - parent["scores"][parent["default_score"]]["auroc"][0] if parent else None
         )
+        common = [s for s in per_seed[name] if parent and s in per_seed[row["parent"]]]
+        row["paired_gain_over_parent_per_seed"] = (
+            paired_gains_over_parent(variants[name], variants[row["parent"]], common, out)
+            if common
+            else []
+        )
     return rows
+
+
+def _delta(delta: float | None, paired: list[dict[str, Any]] | None) -> str:
+    """The Δ-vs-parent cell: the mean gain, with the first common seed's paired interval."""
+    if delta is None:
+        return "—"
+    if not paired:
+        return f"{delta:+.3f}"
+    lo, hi = paired[0]["auroc_gain_ci"]
+    return f"{delta:+.3f} (seed {paired[0]['seed']}: [{lo:+.3f}, {hi:+.3f}] paired)"
 
 
 def _robust(row: dict[str, Any]) -> str:
@@ -348,7 +389,7 @@ def markdown(summary: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {row['change']} | {score} | {auroc[0]:.3f} ± {auroc[1]:.3f}"
             f"{f' ({others})' if others else ''} | [{ci[0]:.3f}, {ci[1]:.3f}] | "
-            f"{'—' if delta is None else f'{delta:+.3f}'} | {epochs} | "
+            f"{_delta(delta, row.get('paired_gain_over_parent_per_seed'))} | {epochs} | "
             f"{row['train_seconds'][0]:.0f} | {_robust(row)} |"
         )
     trivial = summary.get("trivial", {})

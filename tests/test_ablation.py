@@ -81,6 +81,27 @@ def test_variants_rows_and_parent_delta(ablation: tuple[Path, dict[str, Any], Mo
 
 
 @pytest.mark.slow
+def test_paired_gain_over_parent_per_seed(
+    ablation: tuple[Path, dict[str, Any], ModuleType],
+) -> None:
+    out, summary, module = ablation
+    rows = summary["variants"]
+    assert rows["bigan"]["paired_gain_over_parent_per_seed"] == []
+    gains = rows["bigan+local"]["paired_gain_over_parent_per_seed"]
+    assert [g["seed"] for g in gains] == [0, 1]
+    for gain in gains:
+        labels, own, groups, _ = module._scores(
+            {"name": "bigan+local", "model": "bigan"}, gain["seed"], out, out
+        )
+        _, parent, _, _ = _zscores(out, module, gain["seed"])
+        expected = metrics.paired_difference_ci(labels, own, parent, groups, n_boot=500)
+        assert gain["auroc_gain"] == pytest.approx(expected[0])
+        assert gain["auroc_gain_ci"] == pytest.approx(list(expected[1]))
+    lo, hi = gains[0]["auroc_gain_ci"]
+    assert f"(seed 0: [{lo:+.3f}, {hi:+.3f}] paired)" in module.markdown(summary)
+
+
+@pytest.mark.slow
 def test_each_seed_and_every_scores_interval_are_kept(
     ablation: tuple[Path, dict[str, Any], ModuleType],
 ) -> None:
