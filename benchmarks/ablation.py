@@ -160,11 +160,12 @@ def _scores(
 
 def paired_gains_over_parent(
     variant: dict[str, Any], parent: dict[str, Any], seeds: list[int], out: Path
-) -> list[dict[str, Any]]:
-    """For each seed that trained both a variant and its parent: the variant's AUROC gain (its
-    default score against the parent's) with a paired patient-bootstrap interval (the same
-    resamples score both), so that a gain inside the noise of the split reads as one."""
-    gains = []
+) -> dict[str, Any]:
+    """The variant's AUROC gain over its parent (default score against default score) for each
+    seed that trained both, and their mean over those seeds, each with a paired patient-bootstrap
+    interval (the same resamples score both), so that a gain inside the noise reads as one."""
+    own_runs, parent_runs = [], []
+    per_seed = []
     for seed in seeds:
         _, labels, values, groups, ids = _default_scores(variant, seed, out)
         _, _, parent_values, _, parent_ids = _default_scores(parent, seed, out)
@@ -173,8 +174,18 @@ def paired_gains_over_parent(
         gain, interval = metrics.paired_difference_ci(
             labels, values, parent_values, groups, n_boot=500
         )
-        gains.append({"seed": seed, "auroc_gain": gain, "auroc_gain_ci": list(interval)})
-    return gains
+        per_seed.append({"seed": seed, "auroc_gain": gain, "auroc_gain_ci": list(interval)})
+        own_runs.append(values)
+        parent_runs.append(parent_values)
+    mean, interval = metrics.paired_mean_difference_ci(
+        labels, own_runs, parent_runs, groups, n_boot=500
+    )
+    return {
+        "seeds": seeds,
+        "auroc_gain": mean,
+        "auroc_gain_ci": list(interval),
+        "per_seed": per_seed,
+    }
 
 
 @dataclass
@@ -331,22 +342,24 @@ def summarise(
             own - parent["scores"][parent["default_score"]]["auroc"][0] if parent else None
         )
         common = [s for s in per_seed[name] if parent and s in per_seed[row["parent"]]]
-        row["paired_gain_over_parent_per_seed"] = (
+        row["paired_gain_over_parent"] = (
             paired_gains_over_parent(variants[name], variants[row["parent"]], common, out)
             if common
-            else []
+            else None
         )
     return rows
 
 
-def _delta(delta: float | None, paired: list[dict[str, Any]] | None) -> str:
-    """The Δ-vs-parent cell: the mean gain, with the first common seed's paired interval."""
+def _delta(delta: float | None, paired: dict[str, Any] | None) -> str:
+    """The Δ-vs-parent cell: the paired gain over the seeds both ran, with its interval, or
+    else the difference of the two rows' means."""
     if delta is None:
         return "—"
-    if not paired:
+    if paired is None:
         return f"{delta:+.3f}"
-    lo, hi = paired[0]["auroc_gain_ci"]
-    return f"{delta:+.3f} (seed {paired[0]['seed']}: [{lo:+.3f}, {hi:+.3f}] paired)"
+    lo, hi = paired["auroc_gain_ci"]
+    seeds = ", ".join(map(str, paired["seeds"]))
+    return f"{paired['auroc_gain']:+.3f} [{lo:+.3f}, {hi:+.3f}] (paired, seeds {seeds})"
 
 
 def _robust(row: dict[str, Any]) -> str:
@@ -389,7 +402,7 @@ def markdown(summary: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {row['change']} | {score} | {auroc[0]:.3f} ± {auroc[1]:.3f}"
             f"{f' ({others})' if others else ''} | [{ci[0]:.3f}, {ci[1]:.3f}] | "
-            f"{_delta(delta, row.get('paired_gain_over_parent_per_seed'))} | {epochs} | "
+            f"{_delta(delta, row.get('paired_gain_over_parent'))} | {epochs} | "
             f"{row['train_seconds'][0]:.0f} | {_robust(row)} |"
         )
     trivial = summary.get("trivial", {})

@@ -81,15 +81,16 @@ def test_variants_rows_and_parent_delta(ablation: tuple[Path, dict[str, Any], Mo
 
 
 @pytest.mark.slow
-def test_paired_gain_over_parent_per_seed(
+def test_paired_gain_over_parent_per_seed_and_over_seeds(
     ablation: tuple[Path, dict[str, Any], ModuleType],
 ) -> None:
     out, summary, module = ablation
     rows = summary["variants"]
-    assert rows["bigan"]["paired_gain_over_parent_per_seed"] == []
-    gains = rows["bigan+local"]["paired_gain_over_parent_per_seed"]
-    assert [g["seed"] for g in gains] == [0, 1]
-    for gain in gains:
+    assert rows["bigan"]["paired_gain_over_parent"] is None
+    paired = rows["bigan+local"]["paired_gain_over_parent"]
+    assert paired["seeds"] == [0, 1]
+    own_runs, parent_runs = [], []
+    for gain in paired["per_seed"]:
         labels, own, groups, _ = module._scores(
             {"name": "bigan+local", "model": "bigan"}, gain["seed"], out, out
         )
@@ -97,8 +98,15 @@ def test_paired_gain_over_parent_per_seed(
         expected = metrics.paired_difference_ci(labels, own, parent, groups, n_boot=500)
         assert gain["auroc_gain"] == pytest.approx(expected[0])
         assert gain["auroc_gain_ci"] == pytest.approx(list(expected[1]))
-    lo, hi = gains[0]["auroc_gain_ci"]
-    assert f"(seed 0: [{lo:+.3f}, {hi:+.3f}] paired)" in module.markdown(summary)
+        own_runs.append(own)
+        parent_runs.append(parent)
+    mean, (lo, hi) = metrics.paired_mean_difference_ci(
+        labels, own_runs, parent_runs, groups, n_boot=500
+    )
+    assert paired["auroc_gain"] == pytest.approx(mean)
+    assert paired["auroc_gain_ci"] == pytest.approx([lo, hi])
+    cell = f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}] (paired, seeds 0, 1)"
+    assert cell in module.markdown(summary)
 
 
 @pytest.mark.slow

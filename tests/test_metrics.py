@@ -234,6 +234,24 @@ def test_paired_difference_uses_the_same_resamples_as_bootstrap_ci() -> None:
         metrics.paired_difference_ci(y, a, a[:-1], groups)
 
 
+def test_paired_mean_difference_averages_the_pairs_on_the_same_draws() -> None:
+    rng = np.random.default_rng(7)
+    y, a = _sample(rng, 120)
+    b, c = a + rng.normal(0.0, 0.5, a.size), a + rng.normal(0.0, 0.8, a.size)
+    groups = np.arange(120) // 2
+    single = metrics.paired_difference_ci(y, a, c, groups, n_boot=200)
+    # A pair repeated is the pair itself: the runs are scored on the same resamples.
+    assert metrics.paired_mean_difference_ci(y, [a, a], [c, c], groups, n_boot=200) == single
+    mean, (lo, hi) = metrics.paired_mean_difference_ci(y, [a, b], [c, c], groups, n_boot=200)
+    other = metrics.paired_difference_ci(y, b, c, groups, n_boot=200)
+    assert mean == pytest.approx((single[0] + other[0]) / 2)
+    assert lo <= mean <= hi
+    with pytest.raises(ValueError, match="pair up"):
+        metrics.paired_mean_difference_ci(y, [a, b], [c], groups)
+    with pytest.raises(ValueError, match="pair up"):
+        metrics.paired_mean_difference_ci(y, [], [], groups)
+
+
 def test_image_metrics_bundle() -> None:
     rng = np.random.default_rng(3)
     y, s = _sample(rng, 120)

@@ -302,14 +302,50 @@ def paired_difference_ci(
     Raises:
         ValueError: on bad inputs (as :func:`bootstrap_ci`), or scores of different lengths.
     """
-    y, s = _check_binary(labels, scores)
-    _, t = _check_binary(labels, other_scores)
+    return paired_mean_difference_ci(
+        labels, [scores], [other_scores], groups, metric, n_boot, confidence, seed
+    )
+
+
+def paired_mean_difference_ci(
+    labels: ArrayLike,
+    runs: Sequence[ArrayLike],
+    other_runs: Sequence[ArrayLike],
+    groups: Sequence[Any] | ArrayLike | None,
+    metric: Metric = auroc,
+    n_boot: int = N_BOOTSTRAP,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, tuple[float, float]]:
+    """The mean over paired runs (training seeds, say) of ``metric(run) - metric(other_run)``,
+    with a paired patient-bootstrap interval: each resample scores every pair on the same images,
+    so the interval is that of the mean gain over seeds, patients being what varies.
+
+    Returns:
+        ``(mean difference, (low, high))``.
+
+    Raises:
+        ValueError: on bad inputs (as :func:`bootstrap_ci`), no runs, or unpaired runs.
+    """
+    if not runs or len(runs) != len(other_runs):
+        raise ValueError(f"runs must pair up, got {len(runs)} and {len(other_runs)}")
+    checked = [_check_binary(labels, run) for run in (*runs, *other_runs)]
+    y = checked[0][0]
+    own, other = [s for _, s in checked[: len(runs)]], [s for _, s in checked[len(runs) :]]
     _check_confidence(confidence)
-    values = [
-        float(metric(y[idx], s[idx]) - metric(y[idx], t[idx]))
-        for idx in _group_resamples(y, groups, n_boot, seed)
-    ]
-    return float(metric(y, s) - metric(y, t)), _percentile_interval(values, confidence)
+
+    def mean_gain(idx: NDArray[np.intp] | slice) -> float:
+        return float(
+            np.mean(
+                [
+                    metric(y[idx], s[idx]) - metric(y[idx], t[idx])
+                    for s, t in zip(own, other, strict=True)
+                ]
+            )
+        )
+
+    values = [mean_gain(idx) for idx in _group_resamples(y, groups, n_boot, seed)]
+    return mean_gain(slice(None)), _percentile_interval(values, confidence)
 
 
 def _group_resamples(
