@@ -6,8 +6,9 @@ and names the variant it changes (its parent). For every variant and training se
 the project's own ``benchmark`` job on one labelled split, then prints (and writes as Markdown,
 with every score in the JSON) one row per variant: its default score's AUROC (mean ± sd over
 seeds, the first seed's 95% patient-bootstrap interval), training time, and the change in AUROC
-against the parent. The trivial detectors are fitted and scored on the command line's data
-(no variant's ``data:`` overrides), and their rows say which intensities that was. Fusions
+against the parent (paired over the seeds both ran, with its interval). The trivial detectors
+are fitted and scored on the command line's data (no variant's ``data:`` overrides), and their
+rows say which intensities that was. Fusions
 listed in the file combine variants' z-scores (each z-normalised on the normal validation images)
 with those trivial detectors where asked (``histogram: true``, ``sharpness: true``); a fusion's
 row gives its gain over its best single member with a paired patient-bootstrap interval (the
