@@ -1,0 +1,260 @@
+"""The yardstick: trained runs scored on several findings on real anatomy, and on pneumonia twice.
+
+For each recipe (one or more seeds, each a run trained on real normal images and, optionally,
+one trained on the built-in phantoms), it measures:
+
+- **pneumonia, real**: AUROC on the two fixed halves of the labelled validation split
+  (``choose``, ``confirm``; the manifest ``benchmarks/yardstick/halves-zhanglab-test-dev.csv``);
+- **inserted findings**: nodule, consolidation, effusion, pneumothorax and a foreign body
+  inserted into that split's normal images (:mod:`cxr_anomaly.yardstick.insertions`) at three
+  difficulty levels, each against the same images untouched, with localization of the map;
+- **phantoms**: per-finding AUROC and localization of the phantom-trained run;
+- the label-free **robustness** yardstick and the training minutes.
+
+The trivial detectors (fitted on the real training normals at stored intensities) get the same
+pneumonia and inserted-finding rows: the inserted findings' levels were fixed while they stayed
+near chance. It prints the summary table, and writes it as Markdown and every number as JSON:
+
+    python benchmarks/yardstick.py --run anatpaste-robust runs/real/ap0 runs/phantom/ap0 \\
+        --run anatpaste-robust runs/real/ap1 --out benchmarks/results/yardstick-anatpaste
+    python benchmarks/yardstick.py --write-halves    # the halves manifest (once)
+
+Every number it prints says which half or which finding it is on; the halves are validation
+data (``choose`` chooses; ``confirm`` confirms), never the project's unseen test half.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from common import machine, write_json
+from cxr_anomaly import atomic
+from cxr_anomaly.config import STORED_INTENSITY, DataConfig
+from cxr_anomaly.data.datamodule import PreparedData
+from cxr_anomaly.robustness import robustness_of_run
+from cxr_anomaly.yardstick.halves import draw_halves, read_halves, write_halves
+from cxr_anomaly.yardstick.insertions import FINDINGS, LEVELS
+from cxr_anomaly.yardstick.measure import (
+    VALIDATION_SPLIT,
+    inserted_findings,
+    load_run_data,
+    model_scorer,
+    phantom_findings,
+    pneumonia_halves,
+    trivial_scorers,
+    validation_normals,
+)
+
+HERE = Path(__file__).resolve().parent
+HALVES = HERE / "yardstick" / "halves-zhanglab-test-dev.csv"
+MIDDLE = "middle"
+
+
+def default_data() -> DataConfig:
+    """ZhangLab with its official protocol (``test-dev`` is the labelled validation split)."""
+    root = Path(os.environ.get("CXR_DATA_DIR", HERE.parents[1] / "shared/data"))
+    return DataConfig(spec=f"folder:{root / 'zhanglab-cxr'}", protocol="official")
+
+
+def write_halves_manifest(path: Path) -> None:
+    data = PreparedData(default_data())
+    samples = data.splits.samples(VALIDATION_SPLIT)
+    write_halves(path, samples, draw_halves(samples, seed=0))
+    print(f"wrote {path} ({len(samples)} images)")
+
+
+def measure_run(real: Path, phantom: Path | None, halves: dict[str, str], seed: int) -> dict:
+    """Every yardstick number of one seed's runs (``phantom``: its phantom-trained twin)."""
+    model, data = load_run_data(real, ("train", VALIDATION_SPLIT, "val_normal"))
+    scorer = model_scorer(model)
+    originals, patients = validation_normals(data)
+    size, intensity = data.config.size, data.config.intensity
+    modes = {"model": intensity}
+    inserted = inserted_findings({"model": scorer}, originals, patients, size, modes, seed=seed)
+    training = json.loads((real / "model.json").read_text()).get("training", {})
+    found: dict[str, Any] = {
+        "run": str(real),
+        "intensity": intensity,
+        "pneumonia": pneumonia_halves(scorer, data.view(VALIDATION_SPLIT), halves),
+        "inserted": inserted["model"],
+        "robustness": robustness_of_run(real)["mean |AUROC - 0.5|"],
+        "train_minutes": float(training.get("seconds", float("nan"))) / 60,
+    }
+    if phantom is not None:
+        phantom_model, phantom_data = load_run_data(phantom, ("test",))
+        found["phantom_run"] = str(phantom)
+        found["phantoms"] = phantom_findings(phantom_model, phantom_data)
+    return found
+
+
+def measure_trivial(halves: dict[str, str], seed: int) -> dict[str, dict[str, Any]]:
+    """The trivial detectors' pneumonia and inserted-finding numbers (stored intensities)."""
+    data = PreparedData(dataclasses.replace(default_data(), intensity=STORED_INTENSITY))
+    data.prepare(("train", VALIDATION_SPLIT))
+    scorers = trivial_scorers(data.view("train").images())
+    originals, patients = validation_normals(data)
+    modes = dict.fromkeys(scorers, STORED_INTENSITY)
+    size = data.config.size
+    inserted = inserted_findings(scorers, originals, patients, size, modes, seed=seed)
+    view = data.view(VALIDATION_SPLIT)
+    return {
+        name: {"pneumonia": pneumonia_halves(scorer, view, halves), "inserted": inserted[name]}
+        for name, scorer in scorers.items()
+    }
+
+
+def _pool(values: list[float]) -> str:
+    values = [v for v in values if v == v]
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def summary_row(name: str, seeds: list[dict[str, Any]]) -> list[str]:
+    """One recipe's summary cells, pooled over its seeds (mean ± sd)."""
+
+    def get(*keys: str) -> list[float]:
+        out = []
+        for seed in seeds:
+            value: Any = seed
+            for key in keys:
+                value = value.get(key, {}) if isinstance(value, dict) else {}
+            out.append(float(value) if isinstance(value, (int, float)) else float("nan"))
+        return out
+
+    def worst(seed: dict[str, Any]) -> float:
+        middle = seed.get("inserted", {}).get(MIDDLE, {})
+        return min((middle[f]["auroc"] for f in FINDINGS if f in middle), default=float("nan"))
+
+    return [
+        name,
+        str(len(seeds)),
+        _pool(get("pneumonia", "choose", "auroc")),
+        _pool(get("pneumonia", "confirm", "auroc")),
+        *(_pool(get("inserted", level, "macro", "auroc")) for level in LEVELS),
+        _pool([worst(s) for s in seeds]),
+        _pool(get("phantoms", "macro", "auroc")),
+        _pool(get("inserted", MIDDLE, "macro", "pointing")),
+        _pool(get("inserted", MIDDLE, "macro", "pixel_ap")),
+        _pool(get("phantoms", "macro", "pointing")),
+        _pool(get("robustness")),
+        _pool(get("train_minutes")),
+    ]
+
+
+HEADER = [
+    "recipe",
+    "seeds",
+    "pneumonia choose",
+    "pneumonia confirm",
+    *(f"inserted {level}" for level in LEVELS),
+    "worst finding (middle)",
+    "phantoms",
+    "pointing (inserted, middle)",
+    "pixel AP (inserted, middle)",
+    "pointing (phantoms)",
+    "robustness",
+    "train min",
+]
+
+
+def finding_rows(name: str, seeds: list[dict[str, Any]]) -> list[list[str]]:
+    """Per inserted finding and level: AUROC (first seed's interval) and pointing game."""
+    rows = []
+    for finding in FINDINGS:
+        cells = [name, finding.replace("_", " ")]
+        for level in LEVELS:
+            values = [s["inserted"][level][finding] for s in seeds]
+            low, high = values[0]["ci"]
+            auroc = _pool([v["auroc"] for v in values])
+            pointing = _pool([v.get("pointing", float("nan")) for v in values])
+            cells.append(f"{auroc} [{low:.2f}, {high:.2f}]; pointing {pointing}")
+        rows.append(cells)
+    return rows
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def report(recipes: dict[str, list[dict[str, Any]]], trivial: dict[str, dict[str, Any]]) -> str:
+    """The summary table, then each recipe's per-finding table, as Markdown."""
+    rows = [summary_row(name, seeds) for name, seeds in recipes.items()]
+    rows += [summary_row(f"{name} (trivial)", [found]) for name, found in trivial.items()]
+    per_finding = [r for name, seeds in recipes.items() for r in finding_rows(name, seeds)]
+    per_finding += [r for n, f in trivial.items() for r in finding_rows(f"{n} (trivial)", [f])]
+    protocol = (
+        "Protocol: trained on the normal images of ZhangLab `train/` (official protocol, 64 px); "
+        "pneumonia: `test-dev` (labelled validation) cut by patient into `choose` and `confirm` "
+        "(PNEUMONIA abnormal, NORMAL normal); inserted findings: each of `test-dev`'s 114 normal "
+        "images with one finding against itself untouched (AUROC, 95% patient-bootstrap "
+        "intervals of the first seed); phantoms: a twin run trained on the built-in phantoms, "
+        "their test split. Localization: the default map at 64 px against the mask (pointing "
+        "game, pixel AP). Values: mean ± sd over seeds."
+    )
+    finding_header = ["recipe", "finding", *LEVELS]
+    return (
+        "\n\n".join([protocol, markdown(HEADER, rows), markdown(finding_header, per_finding)])
+        + "\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--run",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar="NAME REAL [PHANTOM]",
+        help="one seed of a recipe: its name, the run trained on real images, its phantom twin",
+    )
+    parser.add_argument("--out", help="results path without suffix (.json and .md are written)")
+    parser.add_argument("--halves", type=Path, default=HALVES, help="the halves manifest")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the inserted findings")
+    parser.add_argument("--write-halves", action="store_true", help="write the halves manifest")
+    args = parser.parse_args()
+    if args.write_halves:
+        write_halves_manifest(args.halves)
+        return
+    if not args.run or not args.out:
+        parser.error("give --run at least once, and --out")
+    halves = read_halves(args.halves)
+    started = time.perf_counter()
+    recipes: dict[str, list[dict[str, Any]]] = {}
+    for entry in args.run:
+        if len(entry) not in (2, 3):
+            parser.error(f"--run takes NAME REAL [PHANTOM], got {entry}")
+        name, real, *phantom = entry
+        found = measure_run(Path(real), Path(phantom[0]) if phantom else None, halves, args.seed)
+        recipes.setdefault(name, []).append(found)
+    trivial = measure_trivial(halves, args.seed)
+    text = report(recipes, trivial)
+    print(text)
+    out = Path(args.out)
+    atomic.write_text(out.with_suffix(".md"), text)
+    payload = {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "machine": machine(seconds=round(time.perf_counter() - started, 1)),
+        "halves": str(args.halves.relative_to(HERE.parent))
+        if args.halves.is_relative_to(HERE.parent)
+        else str(args.halves),
+        "recipes": recipes,
+        "trivial": trivial,
+    }
+    write_json(out.with_suffix(".json"), payload)
+
+
+if __name__ == "__main__":
+    main()
