@@ -96,8 +96,7 @@ def test_halves_keep_patients_whole_and_classes_balanced(tmp_path: Path) -> None
         assert len({halves[s.sample_id] for s in samples if s.patient_id == p}) == 1
     for label in (0, 1):
         counts = [
-            sum(1 for s in samples if s.label == label and halves[s.sample_id] == h)
-            for h in HALVES
+            sum(1 for s in samples if s.label == label and halves[s.sample_id] == h) for h in HALVES
         ]
         assert abs(counts[0] - counts[1]) <= 3  # at most one patient's images apart
     path = write_halves(tmp_path / "halves.csv", samples, halves)

@@ -19,10 +19,12 @@ import yaml
 from cxr_anomaly import __version__
 from cxr_anomaly.config import (
     INTENSITY_MODES,
+    STORED_INTENSITY,
     ConfigError,
     DataConfig,
     RunConfig,
     build_run_config,
+    preset_intensity,
 )
 from cxr_anomaly.data.images import ImageReadError
 from cxr_anomaly.data.sources import DataSourceError
@@ -76,12 +78,13 @@ def _add_data_args(
     group.add_argument(
         "--intensity",
         choices=INTENSITY_MODES,
-        default="none",
-        help="per-image intensity standardisation after resizing (default: %(default)s)",
+        help="per-image intensity standardisation after resizing (default: the preset's for "
+        "train, else none)",
     )
 
 
-def _data_config(args: argparse.Namespace) -> DataConfig:
+def _data_config(args: argparse.Namespace, intensity: str = STORED_INTENSITY) -> DataConfig:
+    """The data settings on the command line; ``intensity`` where ``--intensity`` is not given."""
     return DataConfig(
         spec=args.data,
         protocol=args.protocol,
@@ -93,7 +96,7 @@ def _data_config(args: argparse.Namespace) -> DataConfig:
         cache_dir=args.cache_dir,
         workers=args.workers,
         apply_voi_lut=not args.no_voi_lut,
-        intensity=args.intensity,
+        intensity=args.intensity or intensity,
     )
 
 
@@ -151,9 +154,9 @@ def run_config_from_args(model: str, args: argparse.Namespace) -> RunConfig:
             train_overrides[key] = getattr(args, attr)
     if getattr(args, "fuse_sharpness", False):
         train_overrides["fuse_sharpness"] = True
-    return build_run_config(
-        model, args.preset, _data_config(args), train_overrides, _set_overrides(args.set)
-    )
+    preset = args.preset or model_spec(model).default_preset
+    data = _data_config(args, preset_intensity(model, preset))
+    return build_run_config(model, preset, data, train_overrides, _set_overrides(args.set))
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -388,7 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("model", help=f"model name: {', '.join(model_names())}")
     train.add_argument("--out", required=True, help="run folder to create")
     train.add_argument(
-        "--preset", default="quick", help="tiny | quick | long | paper | a YAML file"
+        "--preset",
+        help="tiny | quick | long | paper | robust | a YAML file (default: the model's recipe "
+        "for real radiographs, with its intensity mode)",
     )
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
     train.add_argument("--epochs", type=int, help="override the preset's max_epochs")

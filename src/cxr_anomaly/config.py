@@ -26,6 +26,9 @@ CPU), ``long`` and ``paper`` (the reference study's configuration); some models 
 INTENSITY_MODES = ("none", "standardize", "equalize", "local")
 STORED_INTENSITY = "none"
 """The intensity mode that leaves images at their stored intensities."""
+PRESET_DATA_KEYS = ("intensity",)
+"""What a preset may say about the data: the preprocessing its recipe was chosen with. The
+command line's data settings replace it (``train`` takes it where ``--intensity`` is absent)."""
 
 
 class ConfigError(ValueError):
@@ -304,7 +307,22 @@ def load_preset(model: str, preset: str) -> dict[str, Any]:
     if preset_model != model:
         raise ConfigError(f"{path}: preset is for model {preset_model!r}, not {model!r}")
     raw["model"] = model
+    unknown = sorted(set(raw.get("data") or {}) - set(PRESET_DATA_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{path}: a preset's data section holds only {', '.join(PRESET_DATA_KEYS)}; "
+            f"got {', '.join(unknown)}"
+        )
     return raw
+
+
+def preset_intensity(model: str, preset: str) -> str:
+    """The intensity mode a preset was chosen with (its ``data: {intensity: ...}``), else the
+    stored intensities; ``train`` uses it when ``--intensity`` is not given."""
+    mode = str((load_preset(model, preset).get("data") or {}).get("intensity", STORED_INTENSITY))
+    if mode not in INTENSITY_MODES:
+        raise ConfigError(f"preset {preset!r} of {model!r}: unknown intensity {mode!r}")
+    return mode
 
 
 def build_run_config(
@@ -314,7 +332,8 @@ def build_run_config(
     train_overrides: dict[str, Any] | None = None,
     model_overrides: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """A run config: the preset, then overrides; the network size follows ``data.size``."""
+    """A run config: the preset, then overrides; the network size follows ``data.size``, and
+    ``data`` replaces the preset's own data section."""
     raw = merge(
         load_preset(model, preset),
         {"train": train_overrides or {}, "model_params": model_overrides or {}},

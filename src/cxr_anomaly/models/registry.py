@@ -37,6 +37,8 @@ class ModelSpec:
     #: Config fields the name fixes (``anoddpm-simplex`` is AnoDDPM with simplex noise).
     fixed: dict[str, Any] = field(default_factory=dict)
     tags: frozenset[str] = frozenset()
+    #: The recipe for real radiographs: the preset ``train`` uses when none is named.
+    default_preset: str = "robust"
 
     def model_class(self) -> type[AnomalyModel]:
         module, _, name = self.target.partition(":")
@@ -74,8 +76,9 @@ _SPECS = (
             f"AnoDDPM with {noise} noise: partial diffusion and denoising",
             fixed={"noise": noise},
             tags=_BOTH,
+            default_preset=preset,
         )
-        for noise in ("gaussian", "simplex")
+        for noise, preset in (("gaussian", "long"), ("simplex", "robust"))
     ),
     ModelSpec(
         "anatpaste",
