@@ -35,6 +35,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
 from common import machine, write_json
 from cxr_anomaly import atomic
 from cxr_anomaly.config import STORED_INTENSITY, DataConfig
@@ -45,6 +49,7 @@ from cxr_anomaly.yardstick.insertions import FINDINGS, LEVELS
 from cxr_anomaly.yardstick.measure import (
     VALIDATION_SPLIT,
     inserted_findings,
+    inserted_pairs,
     load_run_data,
     model_scorer,
     phantom_findings,
@@ -69,6 +74,29 @@ def write_halves_manifest(path: Path) -> None:
     samples = data.splits.samples(VALIDATION_SPLIT)
     write_halves(path, samples, draw_halves(samples, seed=0))
     print(f"wrote {path} ({len(samples)} images)")
+
+
+def write_gallery(path: Path, images: int = 3, seed: int = 0) -> None:
+    """A grid to look at: rows are normal ``test-dev`` images, columns the original and each
+    finding at each level (its mask outlined in red beside the most conspicuous one)."""
+    data = PreparedData(dataclasses.replace(default_data(), intensity=STORED_INTENSITY))
+    originals, _ = validation_normals(data)
+    rows = []
+    for i, original in enumerate(originals[:images]):
+        cells = [np.repeat(original[..., None], 3, axis=-1)]
+        for finding in FINDINGS:
+            for level in LEVELS:
+                inserted, masks = inserted_pairs([original], finding, level, seed, first=i)
+                cells.append(np.repeat(inserted[0][..., None], 3, axis=-1))
+                if level == next(iter(LEVELS)):
+                    outlined = cells[-1].copy()
+                    outlined[masks[0] ^ ndimage.binary_erosion(masks[0])] = (1.0, 0.0, 0.0)
+                    cells.append(outlined)
+        rows.append(np.concatenate(cells, axis=1))
+    grid = np.round(np.concatenate(rows, axis=0) * 255).astype(np.uint8)
+    with atomic.atomic_path(path) as tmp:
+        Image.fromarray(grid).save(tmp, format="PNG")
+    print(f"wrote {path}")
 
 
 def measure_run(real: Path, phantom: Path | None, halves: dict[str, str], seed: int) -> dict:
@@ -224,9 +252,13 @@ def main() -> None:
     parser.add_argument("--halves", type=Path, default=HALVES, help="the halves manifest")
     parser.add_argument("--seed", type=int, default=0, help="seed of the inserted findings")
     parser.add_argument("--write-halves", action="store_true", help="write the halves manifest")
+    parser.add_argument("--gallery", type=Path, help="write a PNG grid of inserted findings")
     args = parser.parse_args()
     if args.write_halves:
         write_halves_manifest(args.halves)
+        return
+    if args.gallery:
+        write_gallery(args.gallery, seed=args.seed)
         return
     if not args.run or not args.out:
         parser.error("give --run at least once, and --out")

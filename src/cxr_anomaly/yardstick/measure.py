@@ -93,13 +93,14 @@ def _localization(maps: np.ndarray, masks: np.ndarray) -> dict[str, float]:
 
 
 def inserted_pairs(
-    originals: Sequence[np.ndarray], finding: str, level: str, seed: int
+    originals: Sequence[np.ndarray], finding: str, level: str, seed: int, first: int = 0
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Each original with ``finding`` at ``level`` inserted, and its mask; image ``i``'s draw is
-    seeded by ``(seed, i, finding)``, so the levels share place and shape."""
+    seeded by ``(seed, i, finding)``, so the levels share place and shape (``first``: the index
+    of the first original)."""
     images, masks = [], []
     code = FINDINGS.index(finding)
-    for i, original in enumerate(originals):
+    for i, original in enumerate(originals, start=first):
         inserted = insert_finding(original, finding, level, np.random.default_rng([seed, i, code]))
         images.append(inserted.image)
         masks.append(inserted.mask)
