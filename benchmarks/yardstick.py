@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import statistics
 import sys
@@ -101,23 +100,22 @@ def write_gallery(path: Path, images: int = 3, seed: int = 0) -> None:
 
 def measure_run(real: Path, phantom: Path | None, halves: dict[str, str], seed: int) -> dict:
     """Every yardstick number of one seed's runs (``phantom``: its phantom-trained twin)."""
-    model, data = load_run_data(real, ("train", VALIDATION_SPLIT, "val_normal"))
+    model, data, metadata = load_run_data(real, ("train", VALIDATION_SPLIT, "val_normal"))
     scorer = model_scorer(model)
     originals, patients = validation_normals(data)
     size, intensity = data.config.size, data.config.intensity
     modes = {"model": intensity}
     inserted = inserted_findings({"model": scorer}, originals, patients, size, modes, seed=seed)
-    training = json.loads((real / "model.json").read_text()).get("training", {})
     found: dict[str, Any] = {
         "run": str(real),
         "intensity": intensity,
         "pneumonia": pneumonia_halves(scorer, data.view(VALIDATION_SPLIT), halves),
         "inserted": inserted["model"],
         "robustness": robustness_of_run(real)["mean |AUROC - 0.5|"],
-        "train_minutes": float(training.get("seconds", float("nan"))) / 60,
+        "train_minutes": float(metadata.training.get("seconds", float("nan"))) / 60,
     }
     if phantom is not None:
-        phantom_model, phantom_data = load_run_data(phantom, ("test",))
+        phantom_model, phantom_data, _ = load_run_data(phantom, ("test",))
         found["phantom_run"] = str(phantom)
         found["phantoms"] = phantom_findings(phantom_model, phantom_data)
     return found
@@ -279,9 +277,7 @@ def main() -> None:
     payload = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "machine": machine(seconds=round(time.perf_counter() - started, 1)),
-        "halves": str(args.halves.relative_to(HERE.parent))
-        if args.halves.is_relative_to(HERE.parent)
-        else str(args.halves),
+        "halves": args.halves.name,
         "recipes": recipes,
         "trivial": trivial,
     }

@@ -23,7 +23,7 @@ import numpy as np
 
 from cxr_anomaly import metrics
 from cxr_anomaly.baselines import TRIVIAL_DETECTORS
-from cxr_anomaly.checkpoint import load_weights, read_metadata
+from cxr_anomaly.checkpoint import ModelMetadata, load_weights, read_metadata
 from cxr_anomaly.data.datamodule import PreparedData, SplitView
 from cxr_anomaly.data.preprocess import preprocess, resize_image
 from cxr_anomaly.inference import infer_arrays
@@ -201,9 +201,11 @@ def phantom_findings(model: AnomalyModel, data: PreparedData) -> dict[str, dict[
     return found
 
 
-def load_run_data(run_dir: Path, splits: Sequence[str]) -> tuple[AnomalyModel, PreparedData]:
-    """The trained model of ``run_dir`` and its own data, ``splits`` prepared."""
+def load_run_data(
+    run_dir: Path, splits: Sequence[str]
+) -> tuple[AnomalyModel, PreparedData, ModelMetadata]:
+    """The trained model of ``run_dir``, its own data (``splits`` prepared) and its metadata."""
     metadata = read_metadata(run_dir)
     data = PreparedData(metadata.data_config)
     data.prepare(tuple(splits))
-    return load_weights(run_dir, metadata), data
+    return load_weights(run_dir, metadata), data, metadata
