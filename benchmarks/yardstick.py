@@ -39,7 +39,7 @@ from PIL import Image
 from scipy import ndimage
 
 from common import machine, write_json
-from cxr_anomaly import atomic
+from cxr_anomaly import atomic, metrics
 from cxr_anomaly.config import STORED_INTENSITY, DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.robustness import robustness_of_run
@@ -50,6 +50,7 @@ from cxr_anomaly.yardstick.measure import (
     inserted_findings,
     inserted_pairs,
     load_run_data,
+    macro_gain,
     model_scorer,
     phantom_findings,
     pneumonia_halves,
@@ -111,6 +112,7 @@ def measure_run(real: Path, phantom: Path | None, halves: dict[str, str], seed: 
         "intensity": intensity,
         "pneumonia": pneumonia_halves(scorer, data.view(VALIDATION_SPLIT), halves),
         "inserted": inserted["model"],
+        "inserted_patients": list(patients),
         "robustness": robustness_of_run(real)["mean |AUROC - 0.5|"],
         "train_minutes": float(metadata.training.get("seconds", float("nan"))) / 60,
     }
@@ -236,6 +238,53 @@ def report(recipes: dict[str, list[dict[str, Any]]], trivial: dict[str, dict[str
     )
 
 
+def _gain(value: float, interval: tuple[float, float]) -> str:
+    return f"{value:+.3f} [{interval[0]:+.3f}, {interval[1]:+.3f}]"
+
+
+def compare(base: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, Any]:
+    """What ``new`` adds over ``base`` (seeds paired in order), each with a paired
+    patient-bootstrap interval: pneumonia on each half, the inserted findings' macro AUROC at
+    each level, and each finding at the middle level."""
+    if len(base) != len(new):
+        raise SystemExit(f"--compare needs as many seeds of both recipes ({len(base)}, {len(new)})")
+    gains: dict[str, Any] = {}
+    for half in ("choose", "confirm"):
+        first = base[0]["pneumonia"][half]
+        gains[f"pneumonia {half}"] = metrics.paired_mean_difference_ci(
+            first["labels"],
+            [run["pneumonia"][half]["scores"] for run in new],
+            [run["pneumonia"][half]["scores"] for run in base],
+            first["patients"],
+        )
+    patients = base[0]["inserted_patients"]
+    for level in LEVELS:
+        gains[f"inserted {level}"] = macro_gain(
+            [run["inserted"] for run in new], [run["inserted"] for run in base], level, patients
+        )
+    labels = np.r_[np.zeros(len(patients)), np.ones(len(patients))]
+
+    def paired(run: dict[str, Any], finding: str) -> np.ndarray:
+        inserted = run["inserted"]
+        return np.r_[inserted["untouched"], inserted[MIDDLE][finding]["scores"]]
+
+    for finding in FINDINGS:
+        gains[f"{finding} ({MIDDLE})"] = metrics.paired_mean_difference_ci(
+            labels,
+            [paired(r, finding) for r in new],
+            [paired(r, finding) for r in base],
+            [*patients, *patients],
+        )
+    return gains
+
+
+def gains_table(comparisons: dict[str, dict[str, Any]]) -> str:
+    """One row per compared pair: each gain with its paired interval."""
+    keys = list(next(iter(comparisons.values())))
+    rows = [[name, *(_gain(*found[k]) for k in keys)] for name, found in comparisons.items()]
+    return markdown(["change", *keys], rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -251,6 +300,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the inserted findings")
     parser.add_argument("--write-halves", action="store_true", help="write the halves manifest")
     parser.add_argument("--gallery", type=Path, help="write a PNG grid of inserted findings")
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("BASE", "NEW"),
+        help="also report what recipe NEW adds over recipe BASE, with paired intervals",
+    )
     args = parser.parse_args()
     if args.write_halves:
         write_halves_manifest(args.halves)
@@ -271,6 +328,12 @@ def main() -> None:
         recipes.setdefault(name, []).append(found)
     trivial = measure_trivial(halves, args.seed)
     text = report(recipes, trivial)
+    comparisons = {
+        f"{new} over {base}": compare(recipes[base], recipes[new]) for base, new in args.compare
+    }
+    if comparisons:
+        text += "\nPaired gains (mean over paired seeds, 95% patient-bootstrap interval):\n\n"
+        text += gains_table(comparisons) + "\n"
     print(text)
     out = Path(args.out)
     atomic.write_text(out.with_suffix(".md"), text)
@@ -280,6 +343,7 @@ def main() -> None:
         "halves": args.halves.name,
         "recipes": recipes,
         "trivial": trivial,
+        "comparisons": comparisons,
     }
     write_json(out.with_suffix(".json"), payload)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from cxr_anomaly.yardstick.insertions import (
     to_density,
     to_image,
 )
-from cxr_anomaly.yardstick.measure import inserted_findings
+from cxr_anomaly.yardstick.measure import inserted_findings, macro_gain
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +140,25 @@ def test_inserted_findings_rank_a_detector_that_sees_them() -> None:
     assert found["sees"]["conspicuous"]["nodule"]["pointing"] > 0.5
     assert found["blind"]["conspicuous"]["macro"]["auroc"] == pytest.approx(0.5)
     assert "pointing" not in found["blind"]["conspicuous"]["nodule"]
+
+
+def test_macro_gain_is_paired_and_zero_for_the_same_run() -> None:
+    rng = np.random.default_rng(0)
+    n = 30
+    patients = [f"p{i // 2}" for i in range(n)]  # two images per patient
+
+    def run(signal: float) -> dict[str, Any]:
+        untouched = rng.normal(size=n)
+        return {
+            "untouched": untouched.tolist(),
+            "middle": {
+                f: {"scores": (untouched + signal + 0.5 * rng.normal(size=n)).tolist()}
+                for f in ("nodule", "effusion")
+            },
+        }
+
+    weak, strong = run(0.2), run(2.0)
+    same, (low, high) = macro_gain([weak], [weak], "middle", patients, n_boot=100)
+    assert same == 0.0 and low == high == 0.0
+    gain, (low, high) = macro_gain([strong], [weak], "middle", patients, n_boot=200)
+    assert gain > 0.2 and 0 < low < gain < high

@@ -226,6 +226,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_refit(args: argparse.Namespace) -> int:
+    from cxr_anomaly.training import refit_normal
+
+    out = refit_normal(Path(args.run_dir), Path(args.out), _set_overrides(args.set))
+    print(f"refitted the normal statistics of {args.run_dir} -> {out}")
+    return 0
+
+
 def _scoring_options(args: argparse.Namespace) -> Any:
     from cxr_anomaly.engine import ScoringOptions
 
@@ -406,6 +414,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(train)
     _add_trainer_args(train)
     train.set_defaults(func=cmd_train)
+
+    refit = commands.add_parser(
+        "refit",
+        help="a trained run with other scoring settings: its normal statistics fitted again, "
+        "no training",
+    )
+    refit.add_argument("run_dir", help="a run folder written by train or benchmark")
+    refit.add_argument("--out", required=True, help="the new run folder")
+    refit.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a model parameter, e.g. dense_stages=[1,2] and default_score=dense (AnatPaste)",
+    )
+    refit.set_defaults(func=cmd_refit)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained model")
     evaluate.add_argument("run_dir", help="a run folder written by train or benchmark")

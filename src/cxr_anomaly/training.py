@@ -20,8 +20,8 @@ from lightning.pytorch.callbacks import Callback, Timer
 from cxr_anomaly import atomic
 from cxr_anomaly.baselines import BATCH
 from cxr_anomaly.calibration import ScoreCalibration, calibrate_with_scores
-from cxr_anomaly.checkpoint import ModelMetadata, save_model
-from cxr_anomaly.config import ConfigError, RunConfig, load_yaml, to_yaml
+from cxr_anomaly.checkpoint import META_FILE, ModelMetadata, load_weights, read_metadata, save_model
+from cxr_anomaly.config import ConfigError, RunConfig, TrainConfig, from_dict, load_yaml, to_yaml
 from cxr_anomaly.data.datamodule import CxrDataModule, PreparedData
 from cxr_anomaly.engine import (
     BestWeights,
@@ -132,19 +132,68 @@ def train(
     )
     if trainer.is_global_zero:
         metadata = _metadata(config, result, trainer)
-        normal_val = data.view("val_normal")
-        if len(normal_val):
-            log.info("calibrating scores on %d normal validation images", len(normal_val))
-            metadata.calibration, normal_scores = calibrate_with_scores(
-                model, normal_val.images(), config.train.batch_size
-            )
-            if config.train.fuse_sharpness:
-                score = model.config.default_score
-                _add_sharpness_fusion(metadata.calibration, data, normal_scores[score], score)
-        elif config.train.fuse_sharpness:
-            log.warning("no normal validation images: the sharpness fusion cannot be fitted")
+        metadata.calibration = _calibration(model, data, config.train)
         save_model(model, run_dir, metadata)
     return result
+
+
+def _calibration(model: AnomalyModel, data: PreparedData, train: TrainConfig) -> dict[str, Any]:
+    """The scores' calibration on the normal validation images (and the sharpness fusion)."""
+    normal_val = data.view("val_normal")
+    if not len(normal_val):
+        if train.fuse_sharpness:
+            log.warning("no normal validation images: the sharpness fusion cannot be fitted")
+        return {}
+    log.info("calibrating scores on %d normal validation images", len(normal_val))
+    calibration, normal_scores = calibrate_with_scores(model, normal_val.images(), train.batch_size)
+    if train.fuse_sharpness:
+        score = model.config.default_score
+        _add_sharpness_fusion(calibration, data, normal_scores[score], score)
+    return calibration
+
+
+def refit_normal(run_dir: Path, out_dir: Path, model_overrides: dict[str, Any]) -> Path:
+    """A trained run with other scoring settings, without training again.
+
+    The network's weights are kept; ``model_overrides`` change the model parameters that only
+    the normal statistics and scores depend on (e.g. AnatPaste's ``dense_stages`` and
+    ``default_score``). The normal statistics are fitted again on the run's own training
+    images and the scores calibrated again, into a new run folder ``out_dir``.
+
+    Raises:
+        ConfigError: an override would need weights the run does not have, or ``out_dir``
+            already holds a model.
+    """
+    if (out_dir / META_FILE).exists():
+        raise ConfigError(f"{out_dir} already holds a trained model; choose another folder")
+    metadata = read_metadata(run_dir)
+    trained = load_weights(run_dir, metadata)
+    params = {**metadata.model_params, **model_overrides}
+    train_config = from_dict(TrainConfig, metadata.train)
+    model = build_model(metadata.model, params, train_config)
+    problem = f"{', '.join(sorted(model_overrides))}: the run's network does not fit these settings"
+    try:
+        missing, unexpected = model.load_state_dict(trained.state_dict(), strict=False)
+    except RuntimeError as err:  # a weight of another shape
+        raise ConfigError(f"{problem}: {err}") from err
+    if unexpected or any(not _is_statistic(model, key) for key in missing):
+        raise ConfigError(f"{problem} (missing {sorted(missing)}, unexpected {sorted(unexpected)})")
+    data = PreparedData(metadata.data_config)
+    data.prepare(("train", "val_normal"))
+    train_view = data.view("train")
+    model.eval()
+    model.fit_normal_images(train_view.batches(train_config.batch_size), len(train_view))
+    metadata.model_params = asdict(model.config)
+    metadata.training = {**metadata.training, "refit_from": str(run_dir)}
+    metadata.calibration = _calibration(model, data, train_config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_model(model, out_dir, metadata)
+    return out_dir
+
+
+def _is_statistic(model: AnomalyModel, key: str) -> bool:
+    """Whether ``key`` of the state dict is a buffer (fitted normal statistics), not a weight."""
+    return key in dict(model.named_buffers())
 
 
 def _add_sharpness_fusion(

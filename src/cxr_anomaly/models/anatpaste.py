@@ -20,8 +20,11 @@ stage's). Both are buffers, saved with the weights. Scores:
   L2-normalised and concatenated (a third Gaussian, fitted like the others): the last stage
   learns what tells pasted patches apart, the earlier ones keep the texture statistics at finer
   scales, where diffuse opacities change an image.
+* ``dense`` (with ``dense_stages``): one Gaussian per location of the finer stages' feature maps
+  (PaDiM): the largest location distance, after a 3 x 3 average. Its map is that distance grid,
+  a finer one than the patch map, where a chest's fixed layout tells apex from base.
 
-Every score's map is the patch-level distance map, upsampled bilinearly to the image size. The
+Every other score's map is the patch-level distance map, upsampled bilinearly to the image size. The
 model has no reconstruction (``reconstruct`` returns ``None``).
 
 The "paper" preset is a ResNet-18-sized network (four stages of two residual blocks, 64 to 512
@@ -46,12 +49,13 @@ from torch import nn
 from cxr_anomaly.augment import augment
 from cxr_anomaly.config import ConfigError, TrainConfig
 from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig
-from cxr_anomaly.models.gaussian import ledoit_wolf, mahalanobis
+from cxr_anomaly.models.gaussian import LocationGaussians, ledoit_wolf, mahalanobis
 from cxr_anomaly.models.lungs import PasteSettings, anat_paste, lung_masks
 
 log = logging.getLogger(__name__)
 
 SCORE_NAMES = ("mahalanobis", "patch_max", "logit", "multiscale")
+DENSE_SCORE = "dense"
 LR_SCHEDULES = ("cosine", "constant")
 
 
@@ -81,6 +85,9 @@ class AnatPasteConfig(ModelConfig):
         normal_fit_copies: augmented copies (``train.augment``) of each training image that
             join the normal Gaussians' fit, so that the acquisition variation the network was
             trained to ignore also counts as normal in the distances; 0 fits on the images alone.
+        dense_stages: stages whose feature maps, brought to the finest one's grid and stacked,
+            fit one Gaussian per location (PaDiM); adds the score ``dense`` (the largest
+            location distance after a 3 x 3 average) and its map. Empty: off.
     """
 
     default_score: str = "mahalanobis"
@@ -101,6 +108,7 @@ class AnatPasteConfig(ModelConfig):
     paste_ellipse_prob: float = 0.5
     max_patch_samples: int = 200_000
     normal_fit_copies: int = 0
+    dense_stages: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.channels:
@@ -113,8 +121,12 @@ class AnatPasteConfig(ModelConfig):
             raise ConfigError("model_params.image_size is smaller than the network's stride")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"model_params.lr_schedule must be one of {LR_SCHEDULES}")
-        if self.default_score not in SCORE_NAMES:
-            raise ConfigError(f"model_params.default_score must be one of {SCORE_NAMES}")
+        if any(not 0 <= i < len(self.channels) for i in self.dense_stages):
+            raise ConfigError(
+                f"model_params.dense_stages must index stages (0 to {len(self.channels) - 1})"
+            )
+        if self.default_score not in self.score_names:
+            raise ConfigError(f"model_params.default_score must be one of {self.score_names}")
         for key in ("paste_area", "paste_opacity", "paste_blur"):
             low_high = getattr(self, key)
             if len(low_high) != 2 or not 0 <= low_high[0] <= low_high[1]:
@@ -123,6 +135,16 @@ class AnatPasteConfig(ModelConfig):
             raise ConfigError("model_params.paste_aspect must be in (0, 1]")
         if self.normal_fit_copies < 0:
             raise ConfigError("model_params.normal_fit_copies must not be negative")
+
+    @property
+    def score_names(self) -> tuple[str, ...]:
+        """The scores this configuration computes."""
+        return (*SCORE_NAMES, DENSE_SCORE) if self.dense_stages else SCORE_NAMES
+
+    @property
+    def dense_grid(self) -> int:
+        """The side of the per-location Gaussians' grid (the finest dense stage's)."""
+        return self.image_size // 2 ** (min(self.dense_stages) + 1)
 
     @property
     def patch_index(self) -> int:
@@ -175,6 +197,7 @@ class NetOutput(NamedTuple):
     patches: torch.Tensor  # (N, C, h, w): the patch stage's feature map
     logit: torch.Tensor  # (N,): the "pasted" logit
     pooled: tuple[torch.Tensor, ...]  # (N, C_i) per stage: its features, globally pooled
+    stages: tuple[torch.Tensor, ...]  # (N, C_i, h_i, w_i) per stage: its feature map
 
 
 class AnatPasteNet(nn.Module):
@@ -196,13 +219,15 @@ class AnatPasteNet(nn.Module):
     def forward(self, x: torch.Tensor) -> NetOutput:
         patches = x
         pooled: list[torch.Tensor] = []
+        maps: list[torch.Tensor] = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
+            maps.append(x)
             pooled.append(x.mean(dim=(2, 3)))
             if i == self.patch_stage:
                 patches = x
         logit = self.out(self.head(pooled[-1])).squeeze(1)
-        return NetOutput(pooled[-1], patches, logit, tuple(pooled))
+        return NetOutput(pooled[-1], patches, logit, tuple(pooled), tuple(maps))
 
 
 class AnatPaste(AnomalyModel):
@@ -235,13 +260,20 @@ class AnatPaste(AnomalyModel):
         self.register_buffer("patch_precision", torch.eye(patch_dim))
         self.register_buffer("multi_mean", torch.zeros(sum(config.channels)))
         self.register_buffer("multi_precision", torch.eye(sum(config.channels)))
+        self.dense = (
+            LocationGaussians(
+                config.dense_grid**2, sum(config.channels[i] for i in config.dense_stages)
+            )
+            if config.dense_stages
+            else None
+        )
         # How many normal images fitted the Gaussians (0: not fitted yet).
         self.register_buffer("n_fitted", torch.zeros(()))
         self._warned_unfitted = False
         self._lung_cache: dict[tuple[str, int], np.ndarray] = {}
 
     def own_score_names(self) -> tuple[str, ...]:
-        return SCORE_NAMES
+        return self.cfg.score_names
 
     # -- training ---------------------------------------------------------------------------------
 
@@ -357,6 +389,8 @@ class AnatPaste(AnomalyModel):
                 keep = torch.arange((-seen) % step, flat.shape[0], step, device=flat.device)
                 seen += flat.shape[0]
                 patches.append(flat[keep].double().cpu().numpy())
+                if self.dense is not None:
+                    self.dense.accumulate(self._dense_features(out))
         finally:
             self.train(was_training)
         if not embeddings:
@@ -373,6 +407,8 @@ class AnatPaste(AnomalyModel):
             (self.patch_precision, patch_precision),
         ):
             buffer.copy_(torch.from_numpy(value).to(buffer.device, buffer.dtype))
+        if self.dense is not None:
+            self.dense.finish()
         n_images = sum(len(e) for e in embeddings)
         self.n_fitted.fill_(float(n_images))
         log.info(
@@ -386,6 +422,17 @@ class AnatPaste(AnomalyModel):
     def _embed(self, embedding: torch.Tensor) -> torch.Tensor:
         embedding = embedding.float()
         return F.normalize(embedding, dim=1) if self.cfg.normalize_embeddings else embedding
+
+    def _dense_features(self, out: NetOutput) -> torch.Tensor:
+        """The dense stages' feature maps on the finest one's grid, stacked (N, C, g, g)."""
+        side = self.cfg.dense_grid
+        return torch.cat(
+            [
+                F.interpolate(out.stages[i].float(), size=(side, side), mode="nearest")
+                for i in self.cfg.dense_stages
+            ],
+            dim=1,
+        )
 
     @staticmethod
     def _multiscale(pooled: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -416,8 +463,12 @@ class AnatPaste(AnomalyModel):
                 self._multiscale(out.pooled), self.multi_mean, self.multi_precision
             ),
         }
-        return Inference(
-            reconstruction=None,
-            maps=dict.fromkeys(scores, amap.clamp_min(0.0)),
-            scores=scores,
-        )
+        maps = dict.fromkeys(scores, amap.clamp_min(0.0))
+        if self.dense is not None:
+            dense = self.dense(self._dense_features(out))
+            smoothed = F.avg_pool2d(dense, 3, stride=1, padding=1, count_include_pad=False)
+            scores[DENSE_SCORE] = smoothed.flatten(1).amax(1)
+            maps[DENSE_SCORE] = F.interpolate(
+                dense, size=x.shape[-2:], mode="bilinear", align_corners=False
+            )
+        return Inference(reconstruction=None, maps=maps, scores=scores)
