@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from cxr_anomaly.checkpoint import load_weights, read_metadata
-from cxr_anomaly.config import ConfigError, RunConfig, TrainConfig
+from cxr_anomaly.config import ConfigError, TrainConfig
 from cxr_anomaly.data.phantoms import make_phantom
 from cxr_anomaly.models.anatpaste import AnatPaste
 from cxr_anomaly.models.gaussian import LocationGaussians
 from cxr_anomaly.models.registry import build_model
 from cxr_anomaly.training import TrainResult, refit_normal, train
-from tiny import SIZE, TINY_PARAMS, tiny_data
+from tiny import SIZE, TINY_PARAMS, tiny_run
 
 TINY: dict[str, Any] = TINY_PARAMS["anatpaste"]
 
@@ -75,14 +75,7 @@ def test_dense_settings_are_checked() -> None:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     root = tmp_path_factory.mktemp("refit")
-    config = RunConfig(
-        model="anatpaste",
-        model_params=dict(TINY),
-        data=tiny_data(root / "cache"),
-        train=TrainConfig(
-            max_epochs=1, batch_size=8, precision="32-true", accelerator="cpu", devices=1
-        ),
-    )
+    config = tiny_run("anatpaste", root / "cache")
     return train(config, root / "run", progress=False)
 
 
