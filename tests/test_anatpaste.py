@@ -147,6 +147,24 @@ def test_paste_is_deterministic_for_a_generator(
     torch.testing.assert_close(global_first, global_again, rtol=0, atol=0)
 
 
+def test_shifted_pastes_change_the_brightness_of_the_image_in_place(
+    batch_and_lungs: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    x, lungs = batch_and_lungs
+    settings = PasteSettings(
+        opacity=(1.0, 1.0), blur=(0.005, 0.005), shift_prob=1.0, shift=(0.1, 0.3)
+    )
+    out, blend = anat_paste(x, lungs, torch.Generator().manual_seed(2), settings)
+    for image, changed, weights in zip(x, out, blend, strict=True):
+        unclipped = (changed > 1e-3) & (changed < 1 - 1e-3) & (image > 1e-3) & (image < 1 - 1e-3)
+        full = (weights > 0.999) & unclipped
+        assert int(full.sum()) > 0
+        offsets = (changed - image)[full]
+        # One offset per image: the image's own texture, brighter or darker by 0.1 to 0.3.
+        assert float(offsets.max() - offsets.min()) < 1e-4
+        assert 0.1 - 1e-5 <= abs(float(offsets[0])) <= 0.3 + 1e-5
+
+
 def test_paste_needs_a_lung_in_every_image() -> None:
     x = torch.rand(2, 1, 16, 16)
     lungs = torch.zeros_like(x, dtype=torch.bool)

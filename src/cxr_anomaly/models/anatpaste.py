@@ -81,6 +81,10 @@ class AnatPasteConfig(ModelConfig):
         paste_opacity: range of the blend weight inside the pasted shape.
         paste_blur: range of the blend mask's edge blur, as a fraction of the image side.
         paste_ellipse_prob: probability of an elliptic rather than rectangular pasted shape.
+        paste_shift_prob: probability that the "patch" is the image's own region with its
+            brightness shifted (denser or more lucent tissue in place) instead of another
+            image's texture; 0 keeps AnatPaste's pastes only.
+        paste_shift: range of that brightness shift's size (its sign is drawn at random).
         max_patch_samples: at most this many patch feature vectors fit the patch Gaussian.
         normal_fit_copies: augmented copies (``train.augment``) of each training image that
             join the normal Gaussians' fit, so that the acquisition variation the network was
@@ -106,6 +110,8 @@ class AnatPasteConfig(ModelConfig):
     paste_opacity: tuple[float, ...] = (0.6, 1.0)
     paste_blur: tuple[float, ...] = (0.005, 0.03)
     paste_ellipse_prob: float = 0.5
+    paste_shift_prob: float = 0.0
+    paste_shift: tuple[float, ...] = (0.1, 0.3)
     max_patch_samples: int = 200_000
     normal_fit_copies: int = 0
     dense_stages: tuple[int, ...] = ()
@@ -127,10 +133,12 @@ class AnatPasteConfig(ModelConfig):
             )
         if self.default_score not in self.score_names:
             raise ConfigError(f"model_params.default_score must be one of {self.score_names}")
-        for key in ("paste_area", "paste_opacity", "paste_blur"):
+        for key in ("paste_area", "paste_opacity", "paste_blur", "paste_shift"):
             low_high = getattr(self, key)
             if len(low_high) != 2 or not 0 <= low_high[0] <= low_high[1]:
                 raise ConfigError(f"model_params.{key} must be [low, high] with 0 <= low <= high")
+        if not 0 <= self.paste_shift_prob <= 1:
+            raise ConfigError("model_params.paste_shift_prob must be in [0, 1]")
         if not 0 < self.paste_aspect <= 1:
             raise ConfigError("model_params.paste_aspect must be in (0, 1]")
         if self.normal_fit_copies < 0:
@@ -161,6 +169,8 @@ class AnatPasteConfig(ModelConfig):
             opacity=(self.paste_opacity[0], self.paste_opacity[1]),
             blur=(self.paste_blur[0], self.paste_blur[1]),
             ellipse_prob=self.paste_ellipse_prob,
+            shift_prob=self.paste_shift_prob,
+            shift=(self.paste_shift[0], self.paste_shift[1]),
         )
 
 

@@ -182,6 +182,9 @@ class PasteSettings:
         opacity: range of the blend weight at the patch centre.
         blur: range of the Gaussian blur of the blend mask's edges, as a fraction of the side.
         ellipse_prob: probability that the pasted shape is an ellipse rather than a rectangle.
+        shift_prob: probability that the patch is the image's own region, its brightness
+            shifted by ``shift`` (either sign), instead of another image's texture.
+        shift: range of that shift's size.
     """
 
     area: tuple[float, float] = (0.02, 0.1)
@@ -190,6 +193,8 @@ class PasteSettings:
     opacity: tuple[float, float] = (0.6, 1.0)
     blur: tuple[float, float] = (0.005, 0.03)
     ellipse_prob: float = 0.5
+    shift_prob: float = 0.0
+    shift: tuple[float, float] = (0.1, 0.3)
 
 
 def _gaussian_blur(masks: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
@@ -259,6 +264,17 @@ def anat_paste(
     opacity = s.opacity[0] + (s.opacity[1] - s.opacity[0]) * draws[:, 7]
     sigma = (s.blur[0] + (s.blur[1] - s.blur[0]) * draws[:, 8]) * min(height, width)
     ellipse = torch.rand(n, generator=generator, dtype=torch.float64) < s.ellipse_prob
+    if s.shift_prob > 0:  # the image's own region, brighter or darker, in place
+        shifted, sign, size = torch.rand(n, 3, generator=generator, dtype=torch.float64).unbind(1)
+        in_place = shifted < s.shift_prob
+        source = torch.where(in_place, torch.arange(n), source)
+        src_y = torch.where(in_place, torch.minimum(dst_y.clamp_min(0), height - patch_h), src_y)
+        src_x = torch.where(in_place, torch.minimum(dst_x.clamp_min(0), width - patch_w), src_x)
+        dst_y = torch.where(in_place, src_y, dst_y)
+        dst_x = torch.where(in_place, src_x, dst_x)
+        offset = (s.shift[0] + (s.shift[1] - s.shift[0]) * size) * torch.where(sign < 0.5, -1, 1)
+        contrast = torch.where(in_place, 1.0, contrast)
+        brightness = torch.where(in_place, offset, brightness)
 
     device, dtype = images.device, images.dtype
     # Outside the patch the canvas is the image itself, so blurred weight there changes nothing;
