@@ -84,9 +84,12 @@ PERTURBATIONS: dict[str, Perturbation] = {
 }
 
 
-def working_images(data: PreparedData, view: SplitView) -> list[np.ndarray]:
-    """The images of ``view`` read at four times the model's side (at most 512 pixels)."""
-    size = min(4 * data.config.size, 512)
+def working_images(
+    data: PreparedData, view: SplitView, size: int | None = None
+) -> list[np.ndarray]:
+    """The images of ``view`` read at ``size`` pixels (by default four times the model's side,
+    at most 512)."""
+    size = size or min(4 * data.config.size, 512)
     return [
         data.source.load(sample, size, data.read_options).image.astype(np.float32)
         for sample in view.samples

@@ -36,6 +36,8 @@ VALIDATION_SPLIT = "val"
 MASK_COVERAGE = 0.25
 """A model-size pixel belongs to a finding's mask when the finding covers this share of it."""
 N_BOOT = 1000
+WORKING_SIZE = 256
+"""The side at which findings are inserted, whatever the model's size."""
 
 Scorer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 """Images (N, 1, S, S) as the model sees them -> (scores (N,), maps (N, S, S))."""
@@ -227,10 +229,11 @@ def trivial_scorers(train_images: np.ndarray) -> dict[str, Scorer]:
 
 
 def validation_normals(data: PreparedData) -> tuple[list[np.ndarray], list[str]]:
-    """The normal images of the labelled validation split at the working size, and patients."""
+    """The normal images of the labelled validation split at :data:`WORKING_SIZE`, and their
+    patients (one size for every model, so models of any size see the same insertions)."""
     view = data.view(VALIDATION_SPLIT)
     normals: SplitView = view.subset(np.flatnonzero(view.labels == 0).tolist())
-    return working_images(data, normals), normals.patient_ids
+    return working_images(data, normals, WORKING_SIZE), normals.patient_ids
 
 
 def phantom_findings(model: AnomalyModel, data: PreparedData) -> dict[str, dict[str, Any]]:
