@@ -211,6 +211,20 @@ def finding_rows(name: str, seeds: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+def phantom_rows(name: str, seeds: list[dict[str, Any]]) -> list[list[str]]:
+    """Per phantom finding (seeds with a phantom twin): AUROC, pointing game, pixel AP."""
+    twins = [s["phantoms"] for s in seeds if "phantoms" in s]
+    if not twins:
+        return []
+    return [
+        [name, finding, *(_pool([t[finding][k] for t in twins]) for k in PHANTOM_KEYS)]
+        for finding in twins[0]
+    ]
+
+
+PHANTOM_KEYS = ("auroc", "pointing", "pixel_ap", "best_dice")
+
+
 def markdown(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
@@ -232,10 +246,11 @@ def report(recipes: dict[str, list[dict[str, Any]]], trivial: dict[str, dict[str
         "game, pixel AP). Values: mean ± sd over seeds."
     )
     finding_header = ["recipe", "finding", *LEVELS]
-    return (
-        "\n\n".join([protocol, markdown(HEADER, rows), markdown(finding_header, per_finding)])
-        + "\n"
-    )
+    parts = [protocol, markdown(HEADER, rows), markdown(finding_header, per_finding)]
+    phantoms = [r for name, seeds in recipes.items() for r in phantom_rows(name, seeds)]
+    if phantoms:
+        parts.append(markdown(["recipe", "phantom finding", *PHANTOM_KEYS], phantoms))
+    return "\n\n".join(parts) + "\n"
 
 
 def _gain(value: float, interval: tuple[float, float]) -> str:
