@@ -17,7 +17,7 @@ several seeds, each
 variant's seed ensemble (mean z-score) and its members' disagreement (their standard deviation)
 get rows of their own.
 Every trained run is also measured with the label-free robustness yardstick
-(:mod:`cxr_anomaly.robustness`, on its normal validation images).
+(:mod:`cxr_anomaly.evaluation.robustness`, on its normal validation images).
 
 The default data is the ZhangLab root with its ``official`` protocol: the normal images of
 ``train/`` train, ``test-dev/`` (half of the official test split) is the labelled ``val``
@@ -46,16 +46,16 @@ from typing import Any
 import numpy as np
 import yaml
 
-from cxr_anomaly import metrics
-from cxr_anomaly.baselines import TRIVIAL_DETECTORS
-from cxr_anomaly.config import DataConfig
+from cxr_anomaly.core.config import DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.data.splits import split_note
-from cxr_anomaly.engine import ScoringOptions
-from cxr_anomaly.fusion import disagreement, fuse, zscores
-from cxr_anomaly.jobs import BenchmarkOptions, run_benchmark
-from cxr_anomaly.references import reference_entry, trivial_scores
-from cxr_anomaly.robustness import robustness_of_run
+from cxr_anomaly.evaluation import metrics
+from cxr_anomaly.evaluation.references import reference_entry, trivial_scores
+from cxr_anomaly.evaluation.robustness import robustness_of_run
+from cxr_anomaly.jobs.study import BenchmarkOptions, run_benchmark
+from cxr_anomaly.postprocess.baselines import TRIVIAL_DETECTORS
+from cxr_anomaly.postprocess.fusion import disagreement, fuse, zscores
+from cxr_anomaly.runtime.trainer import ScoringOptions
 
 HERE = Path(__file__).resolve().parent
 

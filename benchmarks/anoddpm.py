@@ -27,15 +27,15 @@ import numpy as np
 import torch
 
 from common import machine, write_json
-from cxr_anomaly import metrics
-from cxr_anomaly.checkpoint import load_weights, read_metadata
-from cxr_anomaly.config import TrainConfig
+from cxr_anomaly.core.config import TrainConfig
 from cxr_anomaly.data.datamodule import PreparedData
-from cxr_anomaly.engine import ScoringOptions
-from cxr_anomaly.evaluation import score_split
-from cxr_anomaly.models.anoddpm import AnoDDPM
-from cxr_anomaly.models.noise import SimplexParams, simplex_noise_like
+from cxr_anomaly.evaluation import metrics
+from cxr_anomaly.evaluation.split_scores import score_split
+from cxr_anomaly.models.anoddpm.lightning_model import AnoDDPM
+from cxr_anomaly.models.anoddpm.noise import SimplexParams, simplex_noise_like
 from cxr_anomaly.models.registry import build_model
+from cxr_anomaly.runtime.checkpoint import load_weights, read_metadata
+from cxr_anomaly.runtime.trainer import ScoringOptions
 
 REFERENCE_DESIGN: dict[str, Any] = {
     "channels": [64, 128, 256, 256],

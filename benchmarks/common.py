@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cxr_anomaly import atomic
-from cxr_anomaly.results import machine_description
+from cxr_anomaly.core import atomic
+from cxr_anomaly.reporting.results import machine_description
 
 
 def machine(**extra: Any) -> dict[str, Any]:

@@ -29,15 +29,15 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
 
-from cxr_anomaly import metrics
-from cxr_anomaly.baselines import detail_energy
-from cxr_anomaly.checkpoint import load_weights, read_metadata
-from cxr_anomaly.config import DataConfig
+from cxr_anomaly.core.config import DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
+from cxr_anomaly.data.lungs import find_lungs
 from cxr_anomaly.data.records import ABNORMAL
 from cxr_anomaly.data.splits import make_splits
-from cxr_anomaly.inference import infer_arrays
-from cxr_anomaly.models.lungs import find_lungs
+from cxr_anomaly.evaluation import metrics
+from cxr_anomaly.postprocess.baselines import detail_energy
+from cxr_anomaly.runtime.checkpoint import load_weights, read_metadata
+from cxr_anomaly.runtime.inference import infer_arrays
 
 HERE = Path(__file__).resolve().parent
 

@@ -65,12 +65,13 @@ def _measure(n_images: int, args: argparse.Namespace) -> dict[str, Any]:
     """Runs in the child process: prepare, then evaluate one split of ``n_images``."""
     import torch
 
-    from cxr_anomaly.config import DataConfig, load_preset
+    from cxr_anomaly.core.config import DataConfig
     from cxr_anomaly.data.datamodule import PreparedData
-    from cxr_anomaly.engine import ScoringOptions
-    from cxr_anomaly.evaluation import evaluate_scored, score_split
+    from cxr_anomaly.evaluation.references import reference_scores
+    from cxr_anomaly.evaluation.split_scores import evaluate_scored, score_split
+    from cxr_anomaly.models.presets import load_preset
     from cxr_anomaly.models.registry import build_model
-    from cxr_anomaly.references import reference_scores
+    from cxr_anomaly.runtime.trainer import ScoringOptions
 
     torch.set_num_threads(args.threads)
     normal = n_images // 2

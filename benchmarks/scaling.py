@@ -28,8 +28,9 @@ def _child(model: str, processes: int, epochs: int, n_train: int, out: Path) -> 
     """Runs (in every rank): train ``model`` and write the throughput from rank 0."""
     import lightning as L
 
-    from cxr_anomaly.config import DataConfig, build_run_config
-    from cxr_anomaly.training import train
+    from cxr_anomaly.core.config import DataConfig
+    from cxr_anomaly.jobs.training import train
+    from cxr_anomaly.models.presets import build_run_config
 
     class EpochTimer(L.Callback):
         def __init__(self) -> None:

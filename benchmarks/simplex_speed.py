@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from common import cpu_model, machine, write_json
-from cxr_anomaly.models.noise import SimplexParams, simplex_noise_like
+from cxr_anomaly.models.anoddpm.noise import SimplexParams, simplex_noise_like
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "simplex_speed.json"
 

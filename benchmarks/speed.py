@@ -35,8 +35,9 @@ def _measure(model_name: str, preset: str, precision: str, args: argparse.Namesp
     import numpy as np
     import torch
 
-    from cxr_anomaly.config import DataConfig, build_run_config
-    from cxr_anomaly.hardware import resolve_precision
+    from cxr_anomaly.core.config import DataConfig
+    from cxr_anomaly.core.hardware import resolve_precision
+    from cxr_anomaly.models.presets import build_run_config
     from cxr_anomaly.models.registry import build_model
 
     torch.set_flush_denormal(bool(args.flush_denormal))

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cxr_anomaly.report import format_value, metrics_rows
+from cxr_anomaly.reporting.html import format_value, metrics_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(

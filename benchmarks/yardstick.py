@@ -6,7 +6,8 @@ one trained on the built-in phantoms), it measures:
 - **pneumonia, real**: AUROC on the two fixed halves of the labelled validation split
   (``choose``, ``confirm``; the manifest ``benchmarks/yardstick/halves-zhanglab-test-dev.csv``);
 - **inserted findings**: nodule, consolidation, effusion, pneumothorax and a foreign body
-  inserted into that split's normal images (:mod:`cxr_anomaly.yardstick.insertions`) at three
+  inserted into that split's normal images (:mod:`cxr_anomaly.evaluation.yardstick.insertions`) at
+  three
   difficulty levels, each against the same images untouched, with localization of the map;
 - **phantoms**: per-finding AUROC and localization of the phantom-trained run;
 - the label-free **robustness** yardstick and the training minutes.
@@ -39,13 +40,14 @@ from PIL import Image
 from scipy import ndimage
 
 from common import machine, write_json
-from cxr_anomaly import atomic, metrics
-from cxr_anomaly.config import STORED_INTENSITY, DataConfig
+from cxr_anomaly.core import atomic
+from cxr_anomaly.core.config import STORED_INTENSITY, DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
-from cxr_anomaly.robustness import robustness_of_run
-from cxr_anomaly.yardstick.halves import draw_halves, read_halves, write_halves
-from cxr_anomaly.yardstick.insertions import FINDINGS, LEVELS
-from cxr_anomaly.yardstick.measure import (
+from cxr_anomaly.evaluation import metrics
+from cxr_anomaly.evaluation.robustness import robustness_of_run
+from cxr_anomaly.evaluation.yardstick.halves import draw_halves, read_halves, write_halves
+from cxr_anomaly.evaluation.yardstick.insertions import FINDINGS, LEVELS
+from cxr_anomaly.evaluation.yardstick.measure import (
     VALIDATION_SPLIT,
     inserted_findings,
     inserted_pairs,

@@ -15,13 +15,13 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from cxr_anomaly.checkpoint import load_weights
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.data.phantoms import make_phantom
-from cxr_anomaly.engine import ScoringOptions, is_global_zero
-from cxr_anomaly.evaluation import score_split
-from cxr_anomaly.predict import run_predict
-from cxr_anomaly.training import train
+from cxr_anomaly.evaluation.split_scores import score_split
+from cxr_anomaly.jobs.predict import run_predict
+from cxr_anomaly.jobs.training import train
+from cxr_anomaly.runtime.checkpoint import load_weights
+from cxr_anomaly.runtime.trainer import ScoringOptions, is_global_zero
 from tiny import MODEL_NAMES, tiny_run
 
 

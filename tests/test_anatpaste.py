@@ -10,21 +10,14 @@ import pytest
 import torch
 from scipy import ndimage
 
-from cxr_anomaly.checkpoint import load_weights, read_metadata
-from cxr_anomaly.config import ConfigError, RunConfig, TrainConfig
+from cxr_anomaly.core.config import ConfigError, RunConfig, TrainConfig
+from cxr_anomaly.data.lungs import ellipse_lungs, equalize, find_lungs, lung_mask, lung_masks
 from cxr_anomaly.data.phantoms import body_mask, make_phantom
-from cxr_anomaly.models.anatpaste import AnatPaste
-from cxr_anomaly.models.lungs import (
-    PasteSettings,
-    anat_paste,
-    ellipse_lungs,
-    equalize,
-    find_lungs,
-    lung_mask,
-    lung_masks,
-)
+from cxr_anomaly.jobs.training import TrainResult, train
+from cxr_anomaly.models.anatpaste.lightning_model import AnatPaste
+from cxr_anomaly.models.anatpaste.paste import PasteSettings, anat_paste
 from cxr_anomaly.models.registry import build_model
-from cxr_anomaly.training import TrainResult, train
+from cxr_anomaly.runtime.checkpoint import load_weights, read_metadata
 from tiny import SIZE, TINY_PARAMS, tiny_data
 
 TINY: dict[str, Any] = TINY_PARAMS["anatpaste"]
@@ -296,7 +289,8 @@ def test_saved_weights_hold_every_buffer(trained: TrainResult) -> None:
 
 
 def test_heatmaps_are_drawn_inside_the_grown_lungs() -> None:
-    from cxr_anomaly.models.lungs import drawn_map, lung_mask, lung_region
+    from cxr_anomaly.data.lungs import lung_mask, lung_region
+    from cxr_anomaly.postprocess.maps import drawn_map
 
     image = make_phantom(64, 3).image
     lungs, region = lung_mask(image), lung_region(image)

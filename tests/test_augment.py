@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cxr_anomaly.augment import augment
-from cxr_anomaly.config import AugmentConfig, ConfigError, TrainConfig, from_dict
+from cxr_anomaly.core.config import AugmentConfig, ConfigError, TrainConfig, from_dict
+from cxr_anomaly.data.augment import augment
 from cxr_anomaly.data.phantoms import make_phantom
-from cxr_anomaly.training import train
+from cxr_anomaly.jobs.training import train
 from tiny import MODEL_NAMES, tiny_run
 
 MILD = AugmentConfig(

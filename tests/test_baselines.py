@@ -7,12 +7,12 @@ import pytest
 import torch
 from scipy import ndimage
 
-from cxr_anomaly.baselines import (
+from cxr_anomaly.data.phantoms import make_phantom
+from cxr_anomaly.postprocess.baselines import (
     HistogramDistance,
     SharpnessDistance,
     intensity_histograms,
 )
-from cxr_anomaly.data.phantoms import make_phantom
 
 
 def test_the_sharpness_detector_flags_blurred_and_oversharpened_images() -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from cxr_anomaly.cli import build_parser, run_config_from_args
-from cxr_anomaly.config import ConfigError, RunConfig, load_preset, preset_intensity
+from cxr_anomaly.core.config import ConfigError, RunConfig
+from cxr_anomaly.models.presets import load_preset, preset_intensity
 from cxr_anomaly.models.registry import model_names, model_spec
 
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from cxr_anomaly.checkpoint import load_weights, read_metadata
-from cxr_anomaly.config import ConfigError, TrainConfig
+from cxr_anomaly.core.config import ConfigError, TrainConfig
 from cxr_anomaly.data.phantoms import make_phantom
-from cxr_anomaly.models.anatpaste import AnatPaste
-from cxr_anomaly.models.gaussian import LocationGaussians
+from cxr_anomaly.jobs.training import TrainResult, refit_normal, train
+from cxr_anomaly.models.anatpaste.lightning_model import AnatPaste
+from cxr_anomaly.models.components.gaussian import LocationGaussians
 from cxr_anomaly.models.registry import build_model
-from cxr_anomaly.training import TrainResult, refit_normal, train
+from cxr_anomaly.runtime.checkpoint import load_weights, read_metadata
 from tiny import SIZE, TINY_PARAMS, tiny_run
 
 TINY: dict[str, Any] = TINY_PARAMS["anatpaste"]

@@ -9,17 +9,17 @@ import pytest
 import torch
 from monai.networks.schedulers import DDPMScheduler
 
-import cxr_anomaly.models.anoddpm as anoddpm_module
-from cxr_anomaly.config import TrainConfig
-from cxr_anomaly.models.diffusion import (
+import cxr_anomaly.models.anoddpm.lightning_model as anoddpm_module
+from cxr_anomaly.core.config import TrainConfig
+from cxr_anomaly.models.anoddpm.diffusion import (
     ddim_step,
     ddpm_step,
     partial_diffusion,
     predict_x0,
     strided_timesteps,
 )
+from cxr_anomaly.models.components.maps import lowpass_l1_map
 from cxr_anomaly.models.registry import build_model
-from cxr_anomaly.scoring import lowpass_l1_map
 from tiny import TINY_PARAMS
 
 

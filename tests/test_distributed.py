@@ -66,9 +66,9 @@ def _scores(path: Path) -> dict[str, float]:
 
 
 def test_scoring_with_two_processes_matches_one_process_on_the_same_model(ddp_runs: Path) -> None:
-    from cxr_anomaly.checkpoint import load_weights
     from cxr_anomaly.data.datamodule import PreparedData
-    from cxr_anomaly.evaluation import score_split
+    from cxr_anomaly.evaluation.split_scores import score_split
+    from cxr_anomaly.runtime.checkpoint import load_weights
     from tiny import tiny_run
 
     run_dir = ddp_runs / MODEL_NAMES[0] / "run"
@@ -83,7 +83,7 @@ def test_scoring_with_two_processes_matches_one_process_on_the_same_model(ddp_ru
 
 
 def test_predict_with_two_processes_matches_one_process(ddp_runs: Path, tmp_path: Path) -> None:
-    from cxr_anomaly.predict import run_predict
+    from cxr_anomaly.jobs.predict import run_predict
 
     with open(ddp_runs / "predict-2" / "predictions.csv", newline="") as handle:
         two = {row["path"]: row for row in csv.DictReader(handle)}

@@ -13,9 +13,10 @@ pytest.importorskip("onnxruntime")
 
 from cxr_anomaly.cli import main
 from cxr_anomaly.data.phantoms import make_phantom
-from cxr_anomaly.export import EXPORT_FILE, TOLERANCE, ExportError, export_onnx
-from cxr_anomaly.predict import ExportedModel, TrainedModel, load_model, run_predict
-from cxr_anomaly.training import train
+from cxr_anomaly.jobs.export import TOLERANCE, export_onnx
+from cxr_anomaly.jobs.predict import ExportedModel, TrainedModel, load_model, run_predict
+from cxr_anomaly.jobs.training import train
+from cxr_anomaly.runtime.onnx import EXPORT_FILE, ExportError
 from tiny import SIZE, tiny_run
 
 EXPORTABLE = ("bigan", "vaegan", "anatpaste")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from cxr_anomaly.checkpoint import load_weights
-from cxr_anomaly.config import ConfigError, TrainConfig
+from cxr_anomaly.core.config import ConfigError, TrainConfig
+from cxr_anomaly.jobs.training import train
 from cxr_anomaly.models.registry import build_model
-from cxr_anomaly.training import train
+from cxr_anomaly.runtime.checkpoint import load_weights
 from tiny import TINY_PARAMS, tiny_run
 
 
@@ -49,8 +49,8 @@ def test_multi_depth_anoddpm_fusion_is_calibrated_and_saved(tmp_path: Path) -> N
 
 
 def test_zscores_fuse_and_disagreement() -> None:
-    from cxr_anomaly.calibration import ScoreCalibration
-    from cxr_anomaly.fusion import disagreement, fuse, zscores, zscores_against
+    from cxr_anomaly.postprocess.calibration import ScoreCalibration
+    from cxr_anomaly.postprocess.fusion import disagreement, fuse, zscores, zscores_against
 
     normal = np.array([1.0, 2.0, 3.0])
     calibration = {"scores": {"l1": ScoreCalibration.fit(normal).__dict__}}

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from cxr_anomaly.config import TrainConfig
+from cxr_anomaly.core.config import TrainConfig
 from cxr_anomaly.models.registry import build_model
 from tiny import MODEL_NAMES, SIZE, TINY_PARAMS
 

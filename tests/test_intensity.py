@@ -10,13 +10,13 @@ from PIL import Image
 from scipy import ndimage
 
 from cxr_anomaly import load_model
-from cxr_anomaly.config import ConfigError, DataConfig
+from cxr_anomaly.core.config import ConfigError, DataConfig
 from cxr_anomaly.data.cache import ImageCache
 from cxr_anomaly.data.folder import FolderSource
 from cxr_anomaly.data.images import ReadOptions
 from cxr_anomaly.data.phantoms import make_phantom
 from cxr_anomaly.data.preprocess import preprocess, standardize_intensity
-from cxr_anomaly.training import train
+from cxr_anomaly.jobs.training import train
 from tiny import tiny_run
 
 

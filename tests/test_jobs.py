@@ -14,18 +14,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cxr_anomaly import cli, metrics
-from cxr_anomaly.config import DataConfig
-from cxr_anomaly.engine import ScoringOptions
-from cxr_anomaly.jobs import (
+from cxr_anomaly import cli
+from cxr_anomaly.core.config import DataConfig
+from cxr_anomaly.evaluation import metrics
+from cxr_anomaly.jobs.study import (
     BenchmarkOptions,
     StudyOptions,
     evaluate_run,
     run_benchmark,
 )
 from cxr_anomaly.models.registry import DEMO, REFERENCE, model_names
-from cxr_anomaly.report import REPORT_FILE
-from cxr_anomaly.results import FIGURES, RESULTS_FILE
+from cxr_anomaly.reporting.html import REPORT_FILE
+from cxr_anomaly.reporting.results import FIGURES, RESULTS_FILE
+from cxr_anomaly.runtime.trainer import ScoringOptions
 from tiny import MODEL_NAMES, SIZE, TINY_PARAMS, tiny_data
 
 
@@ -216,7 +217,9 @@ def test_demo_runs_the_best_configuration_and_reference_is_one_flag_away(
     tmp_path: Path,
 ) -> None:
     seen: list[BenchmarkOptions] = []
-    monkeypatch.setattr("cxr_anomaly.jobs.run_benchmark", lambda options: seen.append(options))
+    monkeypatch.setattr(
+        "cxr_anomaly.jobs.study.run_benchmark", lambda options: seen.append(options)
+    )
     monkeypatch.setattr("cxr_anomaly.cli._print_results", lambda results, out: None)
     assert cli.main([*argv, "--out", str(tmp_path)]) == 0
     assert seen[0].models == models

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from cxr_anomaly.checkpoint import load_weights
-from cxr_anomaly.config import TrainConfig
-from cxr_anomaly.models.base import AnomalyModel
-from cxr_anomaly.models.bigan import BiGAN
-from cxr_anomaly.models.gaussian import FeatureGaussian
+from cxr_anomaly.core.config import TrainConfig
+from cxr_anomaly.jobs.training import train
+from cxr_anomaly.models.bigan.lightning_model import BiGAN
+from cxr_anomaly.models.components.gaussian import FeatureGaussian
+from cxr_anomaly.models.components.lightning_model import AnomalyModel
 from cxr_anomaly.models.registry import build_model
-from cxr_anomaly.models.vaegan import VAEGAN
-from cxr_anomaly.training import train
+from cxr_anomaly.models.vaegan.lightning_model import VAEGAN
+from cxr_anomaly.runtime.checkpoint import load_weights
 from tiny import TINY_PARAMS, tiny_run
 
 LATENT = {"latent_scores": True, "lowpass_sigma": 2.0}

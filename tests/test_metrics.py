@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from cxr_anomaly import metrics
+from cxr_anomaly.evaluation import metrics
 
 # ------------------------------------------------------------------------------------------------
 # AUROC / AP / ROC

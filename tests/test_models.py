@@ -15,17 +15,12 @@ from safetensors.torch import load_file
 
 import cxr_anomaly
 from benchmark_scripts import BENCHMARKS
-from cxr_anomaly.checkpoint import load_weights, read_metadata
-from cxr_anomaly.config import (
-    ConfigError,
-    DataConfig,
-    TrainConfig,
-    build_run_config,
-    load_preset,
-)
-from cxr_anomaly.engine import BestWeights
+from cxr_anomaly.core.config import ConfigError, DataConfig, TrainConfig
+from cxr_anomaly.jobs.training import train
+from cxr_anomaly.models.presets import build_run_config, load_preset
 from cxr_anomaly.models.registry import DEMO, REFERENCE, build_model, model_names, model_spec
-from cxr_anomaly.training import train
+from cxr_anomaly.runtime.checkpoint import load_weights, read_metadata
+from cxr_anomaly.runtime.trainer import BestWeights
 from tiny import MODEL_NAMES, SIZE, TINY_PARAMS, tiny_run
 
 
@@ -349,7 +344,7 @@ def test_a_missing_preset_names_the_models_presets() -> None:
 
 @pytest.mark.parametrize("name", ["bigan", "vaegan"])
 def test_gan_lowpass_score_is_the_blurred_reconstruction_error(name: str) -> None:
-    from cxr_anomaly.scoring import lowpass_l1_map
+    from cxr_anomaly.models.components.maps import lowpass_l1_map
 
     assert "lowpass" not in build_model(name, TINY_PARAMS[name]).score_names()
     model = build_model(name, {**TINY_PARAMS[name], "lowpass_sigma": 2.0}).eval()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cxr_anomaly.models.noise import (
+from cxr_anomaly.models.anoddpm.noise import (
     OpenSimplex3D,
     SimplexFields,
     SimplexParams,

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cxr_anomaly.config import TrainConfig
-from cxr_anomaly.models.noise import (
+from cxr_anomaly.core.config import TrainConfig
+from cxr_anomaly.models.anoddpm.noise import (
     SimplexFields,
     SimplexParams,
     draw_simplex_fields,
     simplex_noise_from_fields,
 )
-from cxr_anomaly.models.noise_stream import PerImageSimplexNoise
+from cxr_anomaly.models.anoddpm.noise_stream import PerImageSimplexNoise
 from cxr_anomaly.models.registry import build_model
 from tiny import SIZE, TINY_PARAMS
 

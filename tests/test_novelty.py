@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cxr_anomaly.data.phantoms import make_phantom
-from cxr_anomaly.novelty import FEATURES, InputStatistics, image_statistics
+from cxr_anomaly.postprocess.novelty import FEATURES, InputStatistics, image_statistics
 
 
 def _phantoms(count: int, start: int, size: int = 64) -> np.ndarray:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxr_anomaly import metrics
-from cxr_anomaly.pixel_tally import PixelTally
+from cxr_anomaly.evaluation import metrics
+from cxr_anomaly.evaluation.pixel_tally import PixelTally
 
 
 def _maps_and_masks(n: int, side: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -16,11 +16,11 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
 from cxr_anomaly import load_model
 from cxr_anomaly.cli import main
-from cxr_anomaly.config import DataConfig
+from cxr_anomaly.core.config import DataConfig
 from cxr_anomaly.data.phantoms import make_phantom
-from cxr_anomaly.jobs import StudyOptions, evaluate_run
-from cxr_anomaly.predict import RESULT_FILE, find_inputs, run_predict
-from cxr_anomaly.training import train
+from cxr_anomaly.jobs.predict import RESULT_FILE, find_inputs, run_predict
+from cxr_anomaly.jobs.study import StudyOptions, evaluate_run
+from cxr_anomaly.jobs.training import train
 from tiny import tiny_run
 
 

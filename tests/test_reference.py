@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from cxr_anomaly.config import TrainConfig, load_preset
-from cxr_anomaly.models.bigan import BiGAN
+from cxr_anomaly.core.config import TrainConfig
+from cxr_anomaly.models.bigan.lightning_model import BiGAN
+from cxr_anomaly.models.presets import load_preset
 from cxr_anomaly.models.registry import build_model
-from cxr_anomaly.models.vaegan import VAEGAN
+from cxr_anomaly.models.vaegan.lightning_model import VAEGAN
 from tiny import SIZE, TINY_PARAMS
 
 opensimplex = pytest.importorskip("opensimplex")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxr_anomaly import report
-from cxr_anomaly.report import Section
+from cxr_anomaly.reporting import html as report
+from cxr_anomaly.reporting.html import Section
 
 
 def _write_png(path: Path, colour: tuple[int, int, int] = (200, 30, 30)) -> Path:

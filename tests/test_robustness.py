@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from cxr_anomaly.config import DataConfig
+from cxr_anomaly.core.config import DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
-from cxr_anomaly.models.base import AnomalyModel, Inference, ModelConfig
-from cxr_anomaly.robustness import PERTURBATIONS, robustness
+from cxr_anomaly.evaluation.robustness import PERTURBATIONS, robustness
+from cxr_anomaly.models.components.base import Inference, ModelConfig
+from cxr_anomaly.models.components.lightning_model import AnomalyModel
 
 
 class MeanBrightness(AnomalyModel):

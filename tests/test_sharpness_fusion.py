@@ -11,25 +11,25 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from cxr_anomaly import metrics
-from cxr_anomaly.baselines import SharpnessDistance
-from cxr_anomaly.calibration import ScoreCalibration, calibration_for
-from cxr_anomaly.checkpoint import CheckpointError
 from cxr_anomaly.cli import build_parser, main, run_config_from_args
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.data.phantoms import make_phantom
 from cxr_anomaly.data.preprocess import preprocess
-from cxr_anomaly.fusion import fuse, zscores_against
-from cxr_anomaly.jobs import BenchmarkOptions, StudyOptions, evaluate_run
-from cxr_anomaly.predict import load_model, run_predict
-from cxr_anomaly.sharpness_fusion import (
+from cxr_anomaly.evaluation import metrics
+from cxr_anomaly.jobs.predict import load_model, run_predict
+from cxr_anomaly.jobs.study import BenchmarkOptions, StudyOptions, evaluate_run
+from cxr_anomaly.jobs.training import train
+from cxr_anomaly.postprocess.baselines import SharpnessDistance
+from cxr_anomaly.postprocess.calibration import ScoreCalibration, calibration_for
+from cxr_anomaly.postprocess.fusion import fuse, zscores_against
+from cxr_anomaly.postprocess.sharpness_fusion import (
     CALIBRATION_KEY,
     SharpnessFusion,
     fit_sharpness_fusion,
     stored_fusion,
     stored_intensity_views,
 )
-from cxr_anomaly.training import train
+from cxr_anomaly.runtime.checkpoint import CheckpointError
 from tiny import SIZE, tiny_run
 
 
@@ -171,7 +171,9 @@ def test_the_command_line_flag_reaches_the_run_config(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     seen: list[BenchmarkOptions] = []
-    monkeypatch.setattr("cxr_anomaly.jobs.run_benchmark", lambda options: seen.append(options))
+    monkeypatch.setattr(
+        "cxr_anomaly.jobs.study.run_benchmark", lambda options: seen.append(options)
+    )
     monkeypatch.setattr("cxr_anomaly.cli._print_results", lambda results, out: None)
     argv = ["benchmark", "--models", "anatpaste", "--fuse-sharpness", "--out", str(tmp_path)]
     assert main(argv) == 0
@@ -184,7 +186,7 @@ def test_the_command_line_flag_reaches_the_run_config(
 
 def test_an_exported_fused_model_reports_the_same_fused_scores(fused_run: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from cxr_anomaly.export import export_onnx
+    from cxr_anomaly.jobs.export import export_onnx
 
     exported = load_model(export_onnx(fused_run, fused_run / "onnx").out_dir)
     trained = load_model(fused_run)

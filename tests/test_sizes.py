@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import torch
 
-from cxr_anomaly import metrics
-from cxr_anomaly.config import load_preset
-from cxr_anomaly.models.anoddpm import AnoDDPM, AnoDDPMConfig
+from cxr_anomaly.evaluation import metrics
+from cxr_anomaly.models.anoddpm.lightning_model import AnoDDPM, AnoDDPMConfig
+from cxr_anomaly.models.presets import load_preset
 from cxr_anomaly.models.registry import build_model, model_config
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxr_anomaly.config import DataConfig
+from cxr_anomaly.core.config import DataConfig
 from cxr_anomaly.data.cache import ImageCache
 from cxr_anomaly.data.catalog import open_source
 from cxr_anomaly.data.folder import DEFAULT_PATIENT_PATTERN, FolderSource, patient_id_from_stem

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from cxr_anomaly.checkpoint import load_weights
-from cxr_anomaly.config import TrainConfig
+from cxr_anomaly.core.config import TrainConfig
+from cxr_anomaly.jobs.training import train
+from cxr_anomaly.models.components.uncertainty import heteroscedastic_loss
 from cxr_anomaly.models.registry import build_model
-from cxr_anomaly.models.uncertainty import heteroscedastic_loss
-from cxr_anomaly.training import train
+from cxr_anomaly.runtime.checkpoint import load_weights
 from tiny import TINY_PARAMS, tiny_run
 
 OPTIONS = {

@@ -9,7 +9,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from cxr_anomaly import viz
+from cxr_anomaly.reporting import viz
 
 
 def _png(path: Path) -> np.ndarray:

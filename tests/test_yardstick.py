@@ -11,8 +11,8 @@ import pytest
 from cxr_anomaly.data.phantoms import make_phantom
 from cxr_anomaly.data.preprocess import preprocess
 from cxr_anomaly.data.records import Sample
-from cxr_anomaly.yardstick.halves import HALVES, draw_halves, read_halves, write_halves
-from cxr_anomaly.yardstick.insertions import (
+from cxr_anomaly.evaluation.yardstick.halves import HALVES, draw_halves, read_halves, write_halves
+from cxr_anomaly.evaluation.yardstick.insertions import (
     FINDINGS,
     LEVELS,
     insert_finding,
@@ -20,7 +20,7 @@ from cxr_anomaly.yardstick.insertions import (
     to_density,
     to_image,
 )
-from cxr_anomaly.yardstick.measure import inserted_findings, macro_gain
+from cxr_anomaly.evaluation.yardstick.measure import inserted_findings, macro_gain
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cxr_anomaly.config import DataConfig, RunConfig, TrainConfig, load_preset
+from cxr_anomaly.core.config import DataConfig, RunConfig, TrainConfig
+from cxr_anomaly.models.presets import load_preset
 from cxr_anomaly.models.registry import model_names
 
 SIZE = 32

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from cxr_anomaly.predict import ScoringModel
+    from cxr_anomaly.jobs.predict import ScoringModel
 
 
 def load_model(run_dir: Any) -> ScoringModel:
     """A trained model from its run folder (or an exported one), ready to ``predict``
     (imports torch on first use)."""
-    from cxr_anomaly.predict import load_model as _load
+    from cxr_anomaly.jobs.predict import load_model as _load
 
     return _load(run_dir)

@@ -17,18 +17,17 @@ from typing import Any
 import yaml
 
 from cxr_anomaly import __version__
-from cxr_anomaly.config import (
+from cxr_anomaly.core.config import (
     INTENSITY_MODES,
     STORED_INTENSITY,
     ConfigError,
     DataConfig,
     RunConfig,
-    build_run_config,
-    preset_intensity,
 )
 from cxr_anomaly.data.images import ImageReadError
 from cxr_anomaly.data.sources import DataSourceError
 from cxr_anomaly.data.splits import SplitError, SplitResult
+from cxr_anomaly.models.presets import build_run_config, preset_intensity
 from cxr_anomaly.models.registry import DEMO, REFERENCE, model_names, model_spec
 
 log = logging.getLogger("cxr_anomaly")
@@ -36,8 +35,8 @@ log = logging.getLogger("cxr_anomaly")
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors that are the user's to fix: shown as one line, exit code 2."""
-    from cxr_anomaly.checkpoint import CheckpointError
-    from cxr_anomaly.export import ExportError
+    from cxr_anomaly.runtime.checkpoint import CheckpointError
+    from cxr_anomaly.runtime.onnx import ExportError
 
     return (ConfigError, DataSourceError, SplitError, CheckpointError, ImageReadError, ExportError)
 
@@ -212,8 +211,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cxr_anomaly.engine import is_global_zero
-    from cxr_anomaly.training import train
+    from cxr_anomaly.jobs.training import train
+    from cxr_anomaly.runtime.trainer import is_global_zero
 
     config = run_config_from_args(args.model, args)
     result = train(config, Path(args.out), resume=args.resume, progress=not args.quiet)
@@ -227,7 +226,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_refit(args: argparse.Namespace) -> int:
-    from cxr_anomaly.training import refit_normal
+    from cxr_anomaly.jobs.training import refit_normal
 
     out = refit_normal(Path(args.run_dir), Path(args.out), _set_overrides(args.set))
     print(f"refitted the normal statistics of {args.run_dir} -> {out}")
@@ -235,7 +234,7 @@ def cmd_refit(args: argparse.Namespace) -> int:
 
 
 def _scoring_options(args: argparse.Namespace) -> Any:
-    from cxr_anomaly.engine import ScoringOptions
+    from cxr_anomaly.runtime.trainer import ScoringOptions
 
     hardware = _trainer_overrides(args)
     return ScoringOptions(
@@ -249,8 +248,8 @@ def _scoring_options(args: argparse.Namespace) -> Any:
 
 
 def _print_results(results: dict[str, Any] | None, out: Path) -> None:
-    from cxr_anomaly.report import REPORT_FILE, text_table
-    from cxr_anomaly.results import RESULTS_FILE
+    from cxr_anomaly.reporting.html import REPORT_FILE, text_table
+    from cxr_anomaly.reporting.results import RESULTS_FILE
 
     if results is None:  # a secondary process of a distributed run
         return
@@ -261,7 +260,7 @@ def _print_results(results: dict[str, Any] | None, out: Path) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from cxr_anomaly.jobs import StudyOptions, evaluate_run
+    from cxr_anomaly.jobs.study import StudyOptions, evaluate_run
 
     run_dir = Path(args.run_dir)
     out = (
@@ -279,7 +278,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _benchmark(args: argparse.Namespace, models: Sequence[str]) -> int:
-    from cxr_anomaly.jobs import BenchmarkOptions, run_benchmark
+    from cxr_anomaly.jobs.study import BenchmarkOptions, run_benchmark
 
     if args.reference:
         models = model_names(REFERENCE)
@@ -323,7 +322,7 @@ def _command_line() -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from cxr_anomaly.predict import run_predict
+    from cxr_anomaly.jobs.predict import run_predict
 
     args.score_batch_size = args.batch_size
     report = run_predict(
@@ -350,7 +349,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from cxr_anomaly.export import export_onnx
+    from cxr_anomaly.jobs.export import export_onnx
 
     report = export_onnx(Path(args.run_dir), Path(args.out) if args.out else None)
     print(

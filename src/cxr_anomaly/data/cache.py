@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from cxr_anomaly import atomic
+from cxr_anomaly.core import atomic
 from cxr_anomaly.data.images import ImageReadError, ReadOptions
 from cxr_anomaly.data.preprocess import from_uint16, standardize_intensity, to_uint16
 from cxr_anomaly.data.records import Sample

@@ -1,10 +1,10 @@
-"""Open the data source a :class:`~cxr_anomaly.config.DataConfig` names."""
+"""Open the data source a :class:`~cxr_anomaly.core.config.DataConfig` names."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from cxr_anomaly.config import DataConfig
+from cxr_anomaly.core.config import DataConfig
 from cxr_anomaly.data.folder import FolderSource
 from cxr_anomaly.data.manifest import ManifestSource
 from cxr_anomaly.data.rsna import RsnaSource

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from cxr_anomaly.config import STORED_INTENSITY, DataConfig
+from cxr_anomaly.core.config import STORED_INTENSITY, DataConfig
 from cxr_anomaly.data.cache import ImageCache, PrepareReport
 from cxr_anomaly.data.catalog import open_source
 from cxr_anomaly.data.images import ReadOptions

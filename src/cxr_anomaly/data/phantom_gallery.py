@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cxr_anomaly import atomic
+from cxr_anomaly.core import atomic
 from cxr_anomaly.data.phantoms import ANOMALY_TYPES, DEFAULT_DIFFICULTY, make_phantom
 
 logger = logging.getLogger(__name__)

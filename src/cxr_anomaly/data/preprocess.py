@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from cxr_anomaly.config import INTENSITY_MODES
+from cxr_anomaly.core.config import INTENSITY_MODES
 from cxr_anomaly.data.images import resize_image
 
 LEVELS = 65535

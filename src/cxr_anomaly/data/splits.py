@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_anomaly import atomic
+from cxr_anomaly.core import atomic
 from cxr_anomaly.data.records import Sample
 
 SPLITS = ("train", "val_normal", "val", "test")

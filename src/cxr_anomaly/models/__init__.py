@@ -1,1 +1,3 @@
-"""Anomaly detection models behind one interface (see base.AnomalyModel)."""
+"""Anomaly detection models, a folder each, behind one interface (``components``); their registry
+and presets.
+"""

@@ -15,10 +15,11 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cxr_anomaly.config import ConfigError, TrainConfig, from_dict
+from cxr_anomaly.core.config import ConfigError, TrainConfig, from_dict
 
 if TYPE_CHECKING:
-    from cxr_anomaly.models.base import AnomalyModel, ModelConfig
+    from cxr_anomaly.models.components.base import ModelConfig
+    from cxr_anomaly.models.components.lightning_model import AnomalyModel
 
 REFERENCE = "reference"
 """Tag of the reference study's models (with the ``paper`` presets, its configuration)."""
@@ -31,7 +32,7 @@ class ModelSpec:
     """What the project knows about one model before building it."""
 
     name: str
-    #: ``module:Class`` of its :class:`~cxr_anomaly.models.base.AnomalyModel` subclass.
+    #: ``module:Class`` of its ``AnomalyModel`` subclass.
     target: str
     summary: str
     #: Config fields the name fixes (``anoddpm-simplex`` is AnoDDPM with simplex noise).
@@ -59,20 +60,20 @@ _BOTH = frozenset({REFERENCE, DEMO})
 _SPECS = (
     ModelSpec(
         "bigan",
-        "cxr_anomaly.models.bigan:BiGAN",
+        "cxr_anomaly.models.bigan.lightning_model:BiGAN",
         "BiGAN / EGBAD: encoder, generator and a joint discriminator",
         tags=_BOTH,
     ),
     ModelSpec(
         "vaegan",
-        "cxr_anomaly.models.vaegan:VAEGAN",
+        "cxr_anomaly.models.vaegan.lightning_model:VAEGAN",
         "VAE-GAN: a VAE whose decoder is also a GAN generator",
         tags=_BOTH,
     ),
     *(
         ModelSpec(
             f"anoddpm-{noise}",
-            "cxr_anomaly.models.anoddpm:AnoDDPM",
+            "cxr_anomaly.models.anoddpm.lightning_model:AnoDDPM",
             f"AnoDDPM with {noise} noise: partial diffusion and denoising",
             fixed={"noise": noise},
             tags=_BOTH,
@@ -82,7 +83,7 @@ _SPECS = (
     ),
     ModelSpec(
         "anatpaste",
-        "cxr_anomaly.models.anatpaste:AnatPaste",
+        "cxr_anomaly.models.anatpaste.lightning_model:AnatPaste",
         "AnatPaste: self-supervised lung-texture pasting, Gaussian density of its features",
         tags=frozenset({DEMO}),
     ),

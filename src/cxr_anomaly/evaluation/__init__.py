@@ -1,0 +1,1 @@
+"""Measuring detectors: metrics, split scoring, references, robustness and the yardstick."""

@@ -1,0 +1,1 @@
+"""The only layer that composes the others: train, refit, evaluate, benchmark, predict, export."""

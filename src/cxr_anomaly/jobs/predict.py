@@ -1,0 +1,585 @@
+"""Score new images with a trained model: a score, its percentile among normal images, a
+decision at a calibrated threshold, and a heatmap; unreadable files get an error row instead.
+
+Python:
+    >>> model = load_model("runs/vaegan")  # doctest: +SKIP
+    >>> [p.score for p in model.predict(["a.dcm", "b.png"])]  # doctest: +SKIP
+
+Command line: ``cxr-anomaly predict RUN_DIR INPUT... --out DIR``, where RUN_DIR is a run folder
+or a folder written by ``cxr-anomaly export``.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from cxr_anomaly.core import atomic
+from cxr_anomaly.core.config import STORED_INTENSITY
+from cxr_anomaly.data.images import (
+    SUPPORTED_SUFFIXES,
+    ImageReadError,
+    ReadOptions,
+    read_image,
+    to_grey,
+)
+from cxr_anomaly.data.preprocess import preprocess
+from cxr_anomaly.models.components.lightning_model import AnomalyModel
+from cxr_anomaly.postprocess.calibration import ScoreCalibration, calibration_for
+from cxr_anomaly.postprocess.maps import drawn_map
+from cxr_anomaly.postprocess.novelty import InputStatistics
+from cxr_anomaly.postprocess.sharpness_fusion import SharpnessFusion, stored_fusion
+from cxr_anomaly.reporting import viz
+from cxr_anomaly.runtime.checkpoint import (
+    CheckpointError,
+    ModelMetadata,
+    load_weights,
+    read_metadata,
+)
+from cxr_anomaly.runtime.inference import (
+    Inferred,
+    assemble,
+    infer_arrays,
+    infer_loader,
+)
+from cxr_anomaly.runtime.onnx import EXPORT_FILE, onnx_session, read_export
+from cxr_anomaly.runtime.trainer import ScoringOptions, build_predict_trainer, is_global_zero
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = (
+    "path",
+    "patient_id",
+    "score",
+    "normal_percentile",
+    "decision",
+    "threshold",
+    "input_distance",
+    "out_of_distribution",
+    "model",
+    "overlay",
+    "error",
+)
+CHUNK = 512
+RESULT_FILE = "predictions.csv"
+PARTIAL_FILE = "predictions.partial.csv"
+OVERLAY_SCALE = 4
+
+
+@dataclass
+class Prediction:
+    """The model's verdict on one input (``error`` set, and the rest empty, if unreadable)."""
+
+    path: str
+    model: str
+    patient_id: str | None = None
+    score: float | None = None
+    normal_percentile: float | None = None
+    decision: str | None = None
+    threshold: float | None = None
+    #: Mahalanobis distance of the input's global statistics to the normal validation images.
+    input_distance: float | None = None
+    #: Farther than every normal validation image: the score should not be read as a diagnosis.
+    out_of_distribution: bool | None = None
+    error: str | None = None
+    image: np.ndarray | None = field(default=None, repr=False)
+    anomaly_map: np.ndarray | None = field(default=None, repr=False)
+    reconstruction: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class LoadedInput(NamedTuple):
+    """One input read and preprocessed for a model."""
+
+    pixels: np.ndarray
+    """As the model sees it (S, S)."""
+    stored: np.ndarray | None
+    """At its stored intensities, for a sharpness fusion (None without one)."""
+    patient_id: str | None
+
+
+def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders searched recursively for DICOM/PNG/JPEG, globs expanded.
+
+    A path that does not exist and matches nothing is kept, so that it gets an error row.
+    """
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+            )
+        elif path.exists():
+            found.append(path)
+        elif glob.has_magic(str(item)):
+            found += sorted(
+                Path(p) for p in glob.glob(str(item), recursive=True) if Path(p).is_file()
+            )
+        else:
+            found.append(path)
+    unique: dict[str, Path] = {}
+    for path in found:
+        unique.setdefault(str(path), path)
+    return list(unique.values())
+
+
+class ScoringModel(ABC):
+    """What ``predict`` needs of a model: its preprocessing, its calibration, a batch scorer.
+
+    :class:`TrainedModel` scores with the trained PyTorch model of a run folder,
+    :class:`ExportedModel` with the ONNX graph written by ``cxr-anomaly export``; both read and
+    preprocess inputs the same way and give the same rows.
+    """
+
+    name: str
+    size: int
+    intensity: str
+    read_options: ReadOptions
+    #: The score reported: the model's own, or its fusion with sharpness (``name+sharpness``).
+    score_name: str
+    #: The model's own score (the one its scorer computes).
+    model_score: str
+    #: The fusion with the sharpness detector kept with the model, if it was trained with one.
+    sharpness: SharpnessFusion | None
+    calibration: ScoreCalibration
+    map_scale: float | None
+    map_floor: float
+    #: The normal validation images' global statistics (None for runs calibrated before them).
+    input_statistics: InputStatistics | None
+    #: Where heatmaps are drawn (see ``AnomalyModel.map_region``).
+    map_region: str | None
+    #: Where the model was trained (data source), for ``repr`` and reports.
+    trained_on: str
+
+    def _calibrate(self, calibration: dict[str, Any], where: Path) -> None:
+        if not calibration:
+            raise CheckpointError(
+                f"{where}: the model has no score calibration (trained without "
+                "normal validation images), so scores cannot be turned into decisions"
+            )
+        self.model_score = self.score_name
+        self.sharpness = stored_fusion(calibration)
+        if self.sharpness is not None:
+            if self.sharpness.score != self.model_score:
+                raise CheckpointError(
+                    f"{where}: the sharpness fusion is of score {self.sharpness.score!r}, "
+                    f"the model's is {self.model_score!r}"
+                )
+            self.score_name = self.sharpness.name
+        self.calibration = calibration_for(calibration, self.score_name)
+        self.map_scale = float(calibration.get("map_scale") or 0.0) or None
+        self.map_floor = float(calibration.get("map_floor") or 0.0)
+        stored = calibration.get("input_statistics")
+        self.input_statistics = InputStatistics.from_dict(stored) if stored else None
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model={self.name!r}, score={self.score_name!r}, "
+            f"threshold at 95% specificity={self.calibration.threshold(0.95):.4g}, "
+            f"image_size={self.size}, intensity={self.intensity!r}, "
+            f"trained_on={self.trained_on!r})"
+        )
+
+    @abstractmethod
+    def score_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Scores (N,), maps (N, S, S) and reconstructions (N, S, S) or None of images (N, S, S)."""
+
+    def load(self, item: str | Path | np.ndarray) -> LoadedInput:
+        """Preprocess one input exactly as the training data was (raises ImageReadError)."""
+        if isinstance(item, np.ndarray):
+            grey, patient = to_grey(item), None
+        else:
+            loaded = read_image(item, self.read_options)
+            grey, patient = loaded.pixels, loaded.meta.patient_id
+        stored = None
+        if self.sharpness is not None:
+            stored = preprocess(grey, self.size, STORED_INTENSITY)
+        return LoadedInput(preprocess(grey, self.size, self.intensity), stored, patient)
+
+    def final_scores(self, scores: np.ndarray, stored: np.ndarray | None) -> np.ndarray:
+        """The reported scores from the model's own ``scores`` (fused with sharpness, of the
+        stored-intensity images ``stored`` (N, S, S), if the model keeps a fusion)."""
+        if self.sharpness is None:
+            return scores
+        if stored is None:
+            raise ValueError("a sharpness fusion needs the images at their stored intensities")
+        return self.sharpness.fused(scores, stored)
+
+    def predict(
+        self,
+        inputs: Sequence[str | Path | np.ndarray],
+        specificity: float = 0.95,
+        batch_size: int = 32,
+    ) -> list[Prediction]:
+        """Predictions for files or in-memory grey arrays, in input order."""
+        return [p for chunk in self.iter_predict(inputs, specificity, batch_size) for p in chunk]
+
+    def iter_predict(
+        self,
+        inputs: Sequence[str | Path | np.ndarray],
+        specificity: float = 0.95,
+        batch_size: int = 32,
+    ) -> Iterator[list[Prediction]]:
+        """Predictions batch by batch (bad inputs become error rows, never exceptions)."""
+        threshold = self.calibration.threshold(specificity)
+        for start in range(0, len(inputs), batch_size):
+            chunk = inputs[start : start + batch_size]
+            rows: list[Prediction] = []
+            good: list[tuple[Prediction, LoadedInput]] = []
+            for index, item in enumerate(chunk, start=start):
+                label = f"<array {index}>" if isinstance(item, np.ndarray) else str(item)
+                row = Prediction(path=label, model=self.name, threshold=threshold)
+                try:
+                    loaded = self.load(item)
+                    row.patient_id = loaded.patient_id
+                    good.append((row, loaded))
+                except ImageReadError as err:
+                    row.error = " ".join(err.reason.split())  # one line, for the CSV
+                rows.append(row)
+            if good:
+                images = np.stack([x.pixels for _, x in good])
+                scores, maps, recon = self.score_batch(images)
+                stored = None
+                if self.sharpness is not None:
+                    stored = np.stack([x.stored for _, x in good if x.stored is not None])
+                scores = self.final_scores(scores, stored)
+                self.fill([p for p, _ in good], images, scores, maps, recon, threshold)
+            yield rows
+
+    def fill(
+        self,
+        rows: Sequence[Prediction],
+        images: np.ndarray,
+        scores: np.ndarray,
+        maps: np.ndarray,
+        recon: np.ndarray | None,
+        threshold: float,
+    ) -> None:
+        """Complete ``rows`` from the model's outputs on their images (N, S, S) (``scores``
+        as reported: see :meth:`final_scores`)."""
+        distances = (
+            self.input_statistics.distance(images) if self.input_statistics is not None else None
+        )
+        for i, row in enumerate(rows):
+            if distances is not None and self.input_statistics is not None:
+                row.input_distance = float(distances[i])
+                row.out_of_distribution = bool(self.input_statistics.novel(distances[i]))
+            row.score = float(scores[i])
+            row.normal_percentile = float(self.calibration.percentile(scores[i]))
+            row.decision = "abnormal" if scores[i] > threshold else "normal"
+            row.image = images[i]
+            row.anomaly_map = maps[i]
+            row.reconstruction = None if recon is None else recon[i]
+
+    def overlay(self, prediction: Prediction) -> np.ndarray:
+        """RGB uint8: the image, its red heatmap and (if the model has one) the reconstruction,
+        under a caption with the score, its normal percentile and the decision."""
+        if prediction.image is None or prediction.anomaly_map is None:
+            raise ValueError("no image to draw for a failed prediction")
+        image = prediction.image
+        amap = drawn_map(prediction.anomaly_map, image, self.map_region, self.map_floor)
+        heat = viz.red_heatmap_overlay(image, amap, vmax=self.map_scale, vmin=self.map_floor)
+        panels = [np.repeat(image[..., None], 3, axis=2), heat]
+        labels = ["image", "anomaly map (red)"]
+        if prediction.reconstruction is not None:
+            panels.append(np.repeat(prediction.reconstruction[..., None], 3, axis=2))
+            labels.append("reconstruction")
+        caption = [
+            f"{self.name} ({self.score_name}): {prediction.decision}",
+            f"score {prediction.score:.4g}, threshold {prediction.threshold:.4g}",
+            f"normal percentile {prediction.normal_percentile:.1f}",
+        ]
+        if prediction.out_of_distribution:
+            caption.append("OUT OF DISTRIBUTION: unlike its normal images; not a diagnosis")
+        return viz.labelled_panels(panels, labels, caption, scale=OVERLAY_SCALE)
+
+
+class TrainedModel(ScoringModel):
+    """A trained model with the preprocessing and calibration recorded in its run folder."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.metadata: ModelMetadata = read_metadata(self.run_dir)
+        self.model: AnomalyModel = load_weights(self.run_dir, self.metadata)
+        data = self.metadata.data_config
+        self.name = self.metadata.model
+        self.size = data.size
+        self.intensity = data.intensity
+        self.read_options = ReadOptions(apply_voi_lut=data.apply_voi_lut)
+        self.score_name = self.model.config.default_score
+        self.map_region = self.model.map_region
+        self.trained_on = data.spec
+        self._calibrate(self.metadata.calibration, self.run_dir)
+
+    def score_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        inferred = infer_arrays(self.model, images[:, None], len(images), reconstructions=True)
+        return (
+            inferred.scores[self.model_score],
+            inferred.maps,
+            inferred.reconstructions,
+        )
+
+
+class ExportedModel(ScoringModel):
+    """A model exported by ``cxr-anomaly export``, scored through onnxruntime."""
+
+    def __init__(self, export_dir: str | Path) -> None:
+
+        self.export_dir = Path(export_dir)
+        self.description = read_export(self.export_dir)
+        preprocessing = self.description["preprocessing"]
+        self.name = str(self.description["model"])
+        self.size = int(preprocessing["image_size"])
+        self.intensity = str(preprocessing["intensity"])
+        self.read_options = ReadOptions(apply_voi_lut=bool(preprocessing["apply_voi_lut"]))
+        self.score_name = str(self.description["score"])
+        self.map_region = self.description.get("map_region")
+        self.trained_on = str(self.description.get("exported_from", self.export_dir))
+        self._calibrate(self.description["calibration"], self.export_dir)
+        self.session = onnx_session(self.export_dir / str(self.description["onnx"]))
+
+    def score_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        outputs = self.session.run(None, {"image": np.ascontiguousarray(images[:, None])})
+        recon = outputs[2][:, 0] if len(outputs) > 2 else None
+        return outputs[0], outputs[1][:, 0], recon
+
+
+def load_model(run_dir: str | Path) -> ScoringModel:
+    """The model of ``run_dir`` (a run folder, or a folder written by ``export``), ready to
+    ``predict``."""
+
+    if (Path(run_dir) / EXPORT_FILE).is_file():
+        return ExportedModel(run_dir)
+    return TrainedModel(run_dir)
+
+
+def overlay_name(path: str) -> str:
+    """A stable, unique PNG name for an input path."""
+    digest = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:10]
+    return f"{Path(path).stem[:60]}-{digest}.png"
+
+
+@dataclass
+class PredictReport:
+    """What a ``predict`` run did."""
+
+    csv_path: Path
+    n_inputs: int
+    n_scored: int
+    n_failed: int
+    n_resumed: int
+    failures: list[tuple[str, str]]
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:
+    with atomic.atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _row(prediction: Prediction, overlay: str) -> dict[str, str]:
+    def fmt(value: float | None) -> str:
+        return "" if value is None else f"{value:.8g}"
+
+    return {
+        "path": prediction.path,
+        "patient_id": prediction.patient_id or "",
+        "score": fmt(prediction.score),
+        "normal_percentile": fmt(prediction.normal_percentile),
+        "decision": prediction.decision or "",
+        "threshold": fmt(prediction.threshold),
+        "input_distance": fmt(prediction.input_distance),
+        "out_of_distribution": (
+            ""
+            if prediction.out_of_distribution is None
+            else "yes"
+            if prediction.out_of_distribution
+            else "no"
+        ),
+        "model": prediction.model,
+        "overlay": overlay,
+        "error": prediction.error or "",
+    }
+
+
+class _InputFiles(Dataset[dict[str, Any]]):
+    """Input files read and preprocessed as the model's training data; errors kept, not raised
+    (an unreadable file is an all-zero image with ``ok`` false, scored and then ignored)."""
+
+    def __init__(self, model: ScoringModel, paths: Sequence[str]) -> None:
+        self.model = model
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        size = self.model.size
+        item: dict[str, Any] = {"index": index, "ok": True, "error": "", "patient": ""}
+        try:
+            loaded = self.model.load(self.paths[index])
+            patient = loaded.patient_id or ""
+            item.update(image=torch.from_numpy(loaded.pixels)[None], patient=patient)
+            if loaded.stored is not None:
+                item["stored"] = torch.from_numpy(loaded.stored)
+        except ImageReadError as err:
+            item.update(
+                image=torch.zeros(1, size, size), ok=False, error=" ".join(err.reason.split())
+            )
+        item["pixels"] = item["image"][0]
+        if self.model.sharpness is not None and "stored" not in item:
+            item["stored"] = torch.zeros(size, size)
+        return item
+
+
+def _exported_batch(model: ScoringModel, batch: dict[str, Any]) -> dict[str, Any]:
+    """One batch scored by an exported model, in the form of :func:`inference.infer_batch`."""
+    scores, maps, recon = model.score_batch(batch["image"][:, 0].numpy())
+    extras = {k: v for k, v in batch.items() if k not in ("image", "index")}
+    return {
+        "index": batch["index"].numpy(),
+        "scores": {model.model_score: scores.astype(np.float64)},
+        "kept": batch["index"].numpy(),
+        "maps": maps,
+        "recon": recon,
+        "reduced": [],
+        "extras": extras,
+    }
+
+
+def _predictions(
+    model: ScoringModel, paths: Sequence[str], inferred: Inferred, threshold: float
+) -> list[Prediction]:
+    """Rows in input order from the inference over ``paths`` (every map and image kept)."""
+    extras = inferred.extras
+    rows = [
+        Prediction(
+            path=path,
+            model=model.name,
+            threshold=threshold,
+            patient_id=extras["patient"][i] or None,
+            error=extras["error"][i] or None,
+        )
+        for i, path in enumerate(paths)
+    ]
+    good = [i for i in range(len(paths)) if bool(extras["ok"][i])]
+    if good:
+        recon = inferred.reconstructions
+        stored = None
+        if model.sharpness is not None:
+            stored = np.stack([np.asarray(extras["stored"][i]) for i in good])
+        model.fill(
+            [rows[i] for i in good],
+            np.stack([np.asarray(extras["pixels"][i]) for i in good]),
+            model.final_scores(inferred.scores[model.model_score][good], stored),
+            inferred.maps[good],
+            None if recon is None else recon[good],
+            threshold,
+        )
+    return rows
+
+
+def _chunk_inference(
+    model: ScoringModel, options: ScoringOptions
+) -> Callable[[DataLoader[dict[str, Any]]], Inferred]:
+    """Inference over a loader of input files: a trained model through
+    :func:`inference.infer_loader` on the devices of ``options`` (one Trainer for every chunk),
+    an exported one through onnxruntime on the CPU."""
+    if isinstance(model, TrainedModel):
+        trainer = build_predict_trainer(options)
+        network = model.model
+        return lambda loader: infer_loader(network, loader, reconstructions=True, trainer=trainer)
+    return lambda loader: assemble(
+        [_exported_batch(model, batch) for batch in loader],
+        len(loader.dataset),  # type: ignore[arg-type]
+    )
+
+
+def run_predict(
+    run_dir: Path,
+    inputs: Sequence[str | Path],
+    out: Path,
+    specificity: float = 0.95,
+    batch_size: int = 32,
+    options: ScoringOptions | None = None,
+    num_workers: int = 0,
+) -> PredictReport | None:
+    """Predict every input; write overlays and ``predictions.csv`` under ``out``.
+
+    Files are read (``num_workers`` loader processes) and scored through Lightning's
+    ``Trainer.predict`` on the devices of ``options`` (an exported model, see
+    :mod:`cxr_anomaly.export`, scores through onnxruntime on the CPU); the first process alone
+    writes. Rows
+    are saved atomically after each chunk in ``predictions.partial.csv``; an interrupted run,
+    started again, skips what it finished. ``predictions.csv`` appears only when all inputs
+    have a row. Returns the report on the first process, ``None`` on the others.
+    """
+    model = load_model(run_dir)
+    paths = [str(p) for p in find_inputs(inputs)]
+    if is_global_zero():
+        (out / "overlays").mkdir(parents=True, exist_ok=True)
+    previous = {
+        row["path"]: row
+        for row in _read_rows(out / RESULT_FILE) + _read_rows(out / PARTIAL_FILE)
+        if row.get("model") == model.name and (row["error"] or (out / row["overlay"]).is_file())
+    }
+    todo = [p for p in paths if p not in previous]
+    done = dict(previous)
+    options = options or ScoringOptions(batch_size=batch_size)
+    threshold = model.calibration.threshold(specificity)
+    infer_chunk = _chunk_inference(model, options)
+    primary = is_global_zero()
+    for start in range(0, len(todo), CHUNK):
+        chunk = todo[start : start + CHUNK]
+        loader = DataLoader(
+            _InputFiles(model, chunk), batch_size=options.batch_size, num_workers=num_workers
+        )
+        inferred = infer_chunk(loader)
+        if not primary:
+            continue
+        for prediction in _predictions(model, chunk, inferred, threshold):
+            overlay = ""
+            if prediction.ok:
+                overlay = f"overlays/{overlay_name(prediction.path)}"
+                with atomic.atomic_path(out / overlay) as tmp:
+                    Image.fromarray(model.overlay(prediction)).save(tmp, format="PNG")
+            done[prediction.path] = _row(prediction, overlay)
+        _write_rows(out / PARTIAL_FILE, [done[p] for p in paths if p in done])
+    if not primary:
+        return None
+    rows = [done[p] for p in paths]
+    _write_rows(out / RESULT_FILE, rows)
+    (out / PARTIAL_FILE).unlink(missing_ok=True)
+    failures = [(r["path"], r["error"]) for r in rows if r["error"]]
+    return PredictReport(
+        csv_path=out / RESULT_FILE,
+        n_inputs=len(paths),
+        n_scored=len(rows) - len(failures),
+        n_failed=len(failures),
+        n_resumed=len(paths) - len(todo),
+        failures=failures,
+    )

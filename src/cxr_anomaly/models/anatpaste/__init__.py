@@ -1,0 +1,3 @@
+"""AnatPaste: torch networks (:mod:`.torch_model`), Lightning module (:mod:`.lightning_model`), its
+augmentation (:mod:`.paste`).
+"""

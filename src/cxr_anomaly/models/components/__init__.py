@@ -1,0 +1,1 @@
+"""Pieces every model shares: the base interface, maps, EMA, Gaussians, uncertainty heads."""

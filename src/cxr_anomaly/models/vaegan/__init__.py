@@ -1,0 +1,3 @@
+"""VAE-GAN: torch networks (:mod:`.torch_model`) and the Lightning module
+(:mod:`.lightning_model`).
+"""

@@ -1,0 +1,1 @@
+"""From raw model scores to calibrated decisions: fusions, trivial detectors, novelty, maps."""

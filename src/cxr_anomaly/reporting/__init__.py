@@ -1,0 +1,1 @@
+"""Writing results: JSON and CSV files, figures and the HTML report."""

@@ -1,0 +1,87 @@
+"""The few images a study shows: chosen by seed (never by score), with each model's output.
+
+The comparison grid of ``evaluate``/``benchmark`` draws these arrays; the writers receive the
+arrays, not the split they came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+import numpy as np
+
+from cxr_anomaly.data.datamodule import SplitView
+from cxr_anomaly.data.images import SUPPORTED_SUFFIXES
+from cxr_anomaly.models.components.lightning_model import AnomalyModel
+from cxr_anomaly.postprocess.maps import drawn_map
+from cxr_anomaly.runtime.inference import infer_arrays
+
+
+@dataclass
+class Examples:
+    """A few test images shown in the comparison grid, with each model's output on them."""
+
+    indices: np.ndarray
+    images: np.ndarray
+    masks: np.ndarray
+    titles: list[str]
+    reconstructions: dict[str, np.ndarray | None] = field(default_factory=dict)
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def add_model(self, model: AnomalyModel, map_floor: float) -> None:
+        """The model's reconstructions and default maps of the images, maps drawn in its
+        region (see ``AnomalyModel.map_region``) above ``map_floor``."""
+        inferred = infer_arrays(model, self.images[:, None], reconstructions=True)
+        self.reconstructions[model.name] = inferred.reconstructions
+        self.maps[model.name] = np.stack(
+            [
+                drawn_map(m, image, model.map_region, map_floor)
+                for m, image in zip(inferred.maps, self.images, strict=True)
+            ]
+        )
+
+
+def select_examples(view: SplitView, count: int = 4, seed: int = 0) -> Examples:
+    """One normal image and abnormal ones of different classes (masked ones first), by seed.
+
+    The choice never looks at scores, so the figure is not cherry-picked.
+    """
+    rng = np.random.default_rng(seed)
+    labels, classes = view.labels, view.classes
+    known = view.mask_known()
+    normal = np.flatnonzero(labels == 0)
+    chosen: list[int] = [int(rng.choice(normal))] if len(normal) else []
+    abnormal_classes = sorted({c for c, y in zip(classes, labels, strict=True) if y == 1})
+    rng.shuffle(abnormal_classes)
+    for cls in abnormal_classes:
+        if len(chosen) >= count:
+            break
+        members = np.array([i for i, c in enumerate(classes) if c == cls and labels[i] == 1])
+        masked = members[known[members]]
+        chosen.append(int(rng.choice(masked if len(masked) else members)))
+    indices = np.array(chosen, dtype=np.int64)
+    return Examples(
+        indices=indices,
+        images=view.images(indices)[:, 0],
+        masks=view.masks(indices),
+        titles=[f"{classes[i]}\n{short_id(view.ids[i])}" for i in indices],
+    )
+
+
+def short_id(image_id: str, limit: int = 24) -> str:
+    """An image id short enough for a figure label: its file stem, middle elided past ``limit``.
+
+    Example:
+        >>> short_id("test-dev/NORMAL/NORMAL2-IM-0337-0001.jpeg")
+        'NORMAL2-IM-0337-0001'
+        >>> short_id("a-very-long-file-name-from-a-hospital-export.dcm")
+        'a-very-long…pital-export'
+    """
+    stem = PurePosixPath(image_id.replace("\\", "/")).name
+    if PurePosixPath(stem).suffix.lower() in SUPPORTED_SUFFIXES:
+        stem = PurePosixPath(stem).stem
+    if len(stem) <= limit:
+        return stem
+    head = (limit - 1) // 2
+    return f"{stem[:head]}…{stem[len(stem) - (limit - 1 - head) :]}"

@@ -1,0 +1,192 @@
+"""One evaluation study on disk: ``results.json``, the per-image score CSVs and the figures
+(:mod:`cxr_anomaly.reporting.html` lays them out as ``report.html``).
+
+Used by ``evaluate`` (one model) and ``benchmark``/``demo`` (several models on one split). The
+writer takes scores and example arrays, never the data they came from.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxr_anomaly.core import atomic
+from cxr_anomaly.evaluation.references import ReferenceScore
+from cxr_anomaly.evaluation.split_scores import Evaluation, ScoredSplit
+from cxr_anomaly.reporting import viz
+from cxr_anomaly.reporting.examples import Examples
+from cxr_anomaly.runtime.checkpoint import library_versions
+
+RESULTS_FILE = "results.json"
+FIGURES = {"roc": "roc.png", "histograms": "histograms.png", "grid": "comparison_grid.png"}
+
+
+@dataclass
+class ModelResult:
+    """Everything the study knows about one model."""
+
+    name: str
+    evaluation: Evaluation
+    scored: ScoredSplit
+    training: dict[str, Any]
+    config: dict[str, Any]
+    run_dir: Path
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StudyContext:
+    """What the numbers are about: data, protocol, split, and how they were produced."""
+
+    title: str
+    data: str
+    data_label: str
+    protocol: str
+    protocol_description: str
+    split: str
+    split_summary: dict[str, Any]
+    image_size: int
+    command: str
+    preset: str | None = None
+    notes: list[str] = field(default_factory=list)
+    #: Wall-clock seconds of the whole job up to writing its results (data, training, scoring).
+    wall_seconds: float | None = None
+
+
+def machine_description() -> dict[str, Any]:
+    """The machine the numbers were measured on."""
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def _results_json(
+    context: StudyContext, results: list[ModelResult], references: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "title": context.title,
+        "data": context.data,
+        "protocol": {"name": context.protocol, "description": context.protocol_description},
+        "split": context.split,
+        "split_summary": context.split_summary,
+        "image_size": context.image_size,
+        "preset": context.preset,
+        "command": context.command,
+        "wall_seconds": context.wall_seconds,
+        "notes": context.notes,
+        "models": {
+            r.name: {
+                **r.evaluation.to_dict(),
+                "training": r.training,
+                "config": r.config,
+                "run_dir": str(r.run_dir),
+            }
+            for r in results
+        },
+        "references": references,
+        "figures": dict(FIGURES),
+        "machine": machine_description(),
+        "versions": library_versions(),
+    }
+
+
+def references_of(results_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The trivial detectors and fusions of a ``results.json`` (called ``baselines`` in files
+    written before they were renamed)."""
+    return dict(results_json.get("references", results_json.get("baselines", {})))
+
+
+def _map_floor(result: ModelResult, examples: Examples) -> float:
+    """Where a model's heatmap starts to be red: the calibrated median normal pixel, or for runs
+    calibrated before it was recorded, the median of the shown maps' nonzero pixels."""
+    stored = result.calibration.get("map_floor")
+    if stored is not None:
+        return float(stored)
+    shown = np.asarray(examples.maps[result.name])
+    return float(np.median(shown[shown > 0])) if (shown > 0).any() else 0.0
+
+
+def _has_scale(result: ModelResult) -> bool:
+    """Whether the heatmap scale was calibrated (on normal validation images), as in predict."""
+    return bool(result.calibration.get("map_scale"))
+
+
+def _write_reference_scores(
+    path: Path, scored: ScoredSplit, references: dict[str, ReferenceScore]
+) -> None:
+    """Per-image scores of the trivial detectors and the fusions, beside the models' CSVs."""
+    names = list(references)
+    with atomic.atomic_open(path, "w") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sample_id", "patient_id", "label", "class", *names])
+        for i, sample_id in enumerate(scored.ids):
+            identity = [sample_id, scored.patient_ids[i], int(scored.labels[i]), scored.classes[i]]
+            writer.writerow(identity + [f"{references[n].scores[i]:.8g}" for n in names])
+
+
+def curve_label(name: str, entry: dict[str, Any]) -> str:
+    """How a reference is named in figures and tables: fusions as they are, the trivial
+    detectors with "(trivial)"."""
+    return name if entry.get("kind") == "fusion" else f"{name} (trivial)"
+
+
+def write_study(
+    out_dir: Path,
+    context: StudyContext,
+    results: list[ModelResult],
+    examples: Examples | None,
+    references: dict[str, ReferenceScore] | None = None,
+) -> dict[str, Any]:
+    """Write the score CSVs, the figures and ``results.json`` under ``out_dir``; return the JSON
+    (:func:`cxr_anomaly.reporting.html.write_study_report` lays it out as ``report.html``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = out_dir / "figures"
+    references = references or {}
+    for result in results:
+        result.scored.write_csv(out_dir / "scores" / f"{result.name}.csv")
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {
+        r.name: (r.scored.labels, r.scored.score) for r in results
+    }
+    if results:
+        labels = results[0].scored.labels
+        for name, reference in references.items():
+            curves[curve_label(name, reference.entry)] = (labels, reference.scores)
+    viz.plot_roc(
+        curves, figures / FIGURES["roc"], title=f"ROC: {context.data_label}, {context.split} split"
+    )
+    viz.score_histograms(
+        {r.name: (r.scored.labels, r.scored.score) for r in results},
+        figures / FIGURES["histograms"],
+    )
+    if examples is not None:
+        viz.comparison_grid(
+            examples.images,
+            examples.reconstructions,
+            examples.maps,
+            figures / FIGURES["grid"],
+            masks=examples.masks,
+            titles=examples.titles,
+            vmin={r.name: _map_floor(r, examples) for r in results},
+            vmax={r.name: r.calibration["map_scale"] for r in results if _has_scale(r)},
+        )
+    if references and results:
+        _write_reference_scores(
+            out_dir / "scores" / "references.csv", results[0].scored, references
+        )
+    entries = {name: reference.entry for name, reference in references.items()}
+    results_json = _results_json(context, results, entries)
+    atomic.write_text(out_dir / RESULTS_FILE, json.dumps(results_json, indent=2, default=float))
+    return results_json

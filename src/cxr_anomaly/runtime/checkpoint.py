@@ -1,0 +1,115 @@
+"""A trained model on disk: weights in safetensors, everything else in JSON.
+
+``RUN_DIR/model.safetensors`` holds the weights (EMA copies included); ``RUN_DIR/model.json``
+the model name and hyperparameters, the training settings, the data and preprocessing that
+produced it, the score calibration and the library versions. Nothing is unpickled on load.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors.torch import load_file, save
+
+from cxr_anomaly import __version__
+from cxr_anomaly.core import atomic
+from cxr_anomaly.core.config import DataConfig, TrainConfig, from_dict
+from cxr_anomaly.models.registry import build_model
+
+if TYPE_CHECKING:
+    from cxr_anomaly.models.components.lightning_model import AnomalyModel
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "model.json"
+
+
+class CheckpointError(ValueError):
+    """A run folder does not hold a loadable model."""
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python, this package and the libraries that shape its numbers."""
+    import lightning
+    import monai
+    import numpy
+    import pydicom
+    import sklearn
+
+    return {
+        "python": platform.python_version(),
+        "cxr_anomaly": __version__,
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "monai": monai.__version__,
+        "numpy": numpy.__version__,
+        "pydicom": pydicom.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+@dataclass
+class ModelMetadata:
+    """What ``model.json`` holds."""
+
+    model: str
+    model_params: dict[str, Any]
+    train: dict[str, Any]
+    data: dict[str, Any]
+    protocol: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=library_versions)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def data_config(self) -> DataConfig:
+        return from_dict(DataConfig, self.data)
+
+
+def save_model(model: AnomalyModel, run_dir: Path, metadata: ModelMetadata) -> None:
+    """Write the weights and metadata atomically (weights first, so JSON marks completion)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic.write_bytes(run_dir / WEIGHTS_FILE, save(state))
+    atomic.write_text(run_dir / META_FILE, json.dumps(asdict(metadata), indent=2))
+
+
+def read_metadata(run_dir: Path) -> ModelMetadata:
+    path = Path(run_dir) / META_FILE
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise CheckpointError(f"{run_dir}: no trained model here (missing {META_FILE})") from err
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable model metadata: {err}") from err
+    if raw.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: unsupported format version {raw.get('format_version')}")
+    return ModelMetadata(**raw)
+
+
+def load_weights(run_dir: Path, metadata: ModelMetadata | None = None) -> AnomalyModel:
+    """The trained model of ``run_dir`` in eval mode on the CPU."""
+
+    metadata = metadata or read_metadata(run_dir)
+    train = from_dict(TrainConfig, metadata.train)
+    model = build_model(metadata.model, metadata.model_params, train)
+    weights = Path(run_dir) / WEIGHTS_FILE
+    try:
+        state = load_file(str(weights))
+    except (OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{weights}: cannot read weights: {err}") from err
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"{weights}: the weights do not fit the {metadata.model} model of this version of"
+            f" cxr-anomaly ({metadata.versions.get('cxr_anomaly', 'unknown')} wrote them): {err}"
+        ) from err
+    if train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model.eval()
