@@ -23,7 +23,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/cxr-anomaly demo --out runs/demo $(ARGS)
 
-# The README's generated tables and the demo figures, from runs/demo and benchmarks/results.
+# The generated tables of docs/results.md and the demo figures, from runs/demo and benchmarks/results.
 readme: $(STAMP)
 	test -f runs/demo/results.json || $(MAKE) demo
 	$(PY) benchmarks/update_readme.py --figures runs/demo
@@ -52,7 +52,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-check: lint typecheck test
+# What CI runs (.ci/run), in the same order.
+check: lint typecheck test test-slow
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -36,7 +36,6 @@ import argparse
 import csv
 import dataclasses
 import json
-import os
 import statistics
 import sys
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from common import portable, zhanglab_root
 from cxr_anomaly.core.config import DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.data.splits import split_note
@@ -61,8 +61,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def _default_data() -> str:
-    root = Path(os.environ.get("CXR_DATA_DIR", HERE.parents[1] / "shared/data"))
-    return f"folder:{root / 'zhanglab-cxr'}"
+    return f"folder:{zhanglab_root()}"
 
 
 def variant_data(variant: dict[str, Any], data: DataConfig) -> DataConfig:
@@ -374,7 +373,8 @@ def markdown(summary: dict[str, Any]) -> str:
     normal-validation epoch kept, where chosen) per seed."""
     n = len(summary["seeds"])
     lines = [
-        f"Data: {summary['data']}; protocol {summary['protocol']}; split {summary['split']} "
+        f"Data: {portable(str(summary['data']))}; protocol {summary['protocol']}; "
+        f"split {summary['split']} "
         f"({summary['split_note']}); {summary['size']}x{summary['size']}; seeds "
         f"{', '.join(map(str, summary['seeds']))}.",
         "",

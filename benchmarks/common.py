@@ -16,6 +16,26 @@ from typing import Any
 from cxr_anomaly.core import atomic
 from cxr_anomaly.reporting.results import machine_description
 
+DATA_DIR_VARIABLE = "CXR_DATA_DIR"
+
+
+def data_root() -> Path:
+    """The shared real data: ``$CXR_DATA_DIR``, by default ``../shared/data`` beside the repo."""
+    default = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(os.environ.get(DATA_DIR_VARIABLE, default))
+
+
+def zhanglab_root() -> Path:
+    """The ZhangLab chest X-ray download inside :func:`data_root`."""
+    return data_root() / "zhanglab-cxr"
+
+
+def portable(text: str) -> str:
+    """``text`` with the data folder written as ``$CXR_DATA_DIR``: no machine's path in tables."""
+    return text.replace(str(data_root().resolve()), f"${DATA_DIR_VARIABLE}").replace(
+        str(data_root()), f"${DATA_DIR_VARIABLE}"
+    )
+
 
 def machine(**extra: Any) -> dict[str, Any]:
     """The machine and software the numbers were measured with (plus ``extra`` facts)."""

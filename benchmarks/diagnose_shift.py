@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
 
+from common import zhanglab_root
 from cxr_anomaly.core.config import DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.data.lungs import find_lungs
@@ -39,11 +39,9 @@ from cxr_anomaly.postprocess.baselines import detail_energy
 from cxr_anomaly.runtime.checkpoint import load_weights, read_metadata
 from cxr_anomaly.runtime.inference import infer_arrays
 
-HERE = Path(__file__).resolve().parent
-
 
 def _default_root() -> Path:
-    return Path(os.environ.get("CXR_DATA_DIR", HERE.parents[1] / "shared/data")) / "zhanglab-cxr"
+    return zhanglab_root()
 
 
 def _pooled(images: np.ndarray, factor: int) -> np.ndarray:

@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from common import portable
+
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 PROTOCOL_KEYS = ("data", "protocol", "split", "split_note", "size")
@@ -164,7 +166,8 @@ def _mean_sd(values: tuple[float, float], seeds: tuple[int, ...]) -> str:
 def markdown(protocol: dict[str, Any], rows: list[Row]) -> str:
     """The headline table with its protocol line."""
     lines = [
-        f"Data: {protocol['data']}; protocol {protocol['protocol']}; split {protocol['split']} "
+        f"Data: {portable(str(protocol['data']))}; protocol {protocol['protocol']}; "
+        f"split {protocol['split']} "
         f"({protocol['split_note']}); {protocol['size']}x{protocol['size']}.",
         "",
         "| model | configuration | score | AUROC | seeds | seed-0 95% CI | AP | "

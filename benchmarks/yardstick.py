@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import statistics
 import sys
 import time
@@ -39,7 +38,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from common import machine, write_json
+from common import machine, write_json, zhanglab_root
 from cxr_anomaly.core import atomic
 from cxr_anomaly.core.config import STORED_INTENSITY, DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
@@ -67,8 +66,7 @@ MIDDLE = "middle"
 
 def default_data() -> DataConfig:
     """ZhangLab with its official protocol (``test-dev`` is the labelled validation split)."""
-    root = Path(os.environ.get("CXR_DATA_DIR", HERE.parents[1] / "shared/data"))
-    return DataConfig(spec=f"folder:{root / 'zhanglab-cxr'}", protocol="official")
+    return DataConfig(spec=f"folder:{zhanglab_root()}", protocol="official")
 
 
 def write_halves_manifest(path: Path) -> None:

@@ -14,6 +14,13 @@ def data_dir() -> Path:
     return Path(os.environ.get("CXR_DATA_DIR", default))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that reads the shared real data ``data`` (``-m 'not data'`` skips them)."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     path = data_dir()

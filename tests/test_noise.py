@@ -258,6 +258,7 @@ def test_bad_inputs_raise() -> None:
         )
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu() -> None:
     fields = draw_simplex_fields(4, 2, torch.Generator().manual_seed(9))

@@ -380,8 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Unsupervised anomaly detection in chest X-rays (BiGAN, VAE-GAN, AnoDDPM).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, less logging")
+    _add_verbosity(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     split = commands.add_parser("split", help="compute patient-level splits from labels alone")
@@ -504,7 +503,18 @@ def build_parser() -> argparse.ArgumentParser:
     phantoms.add_argument("--seed", type=int, default=0)
     phantoms.add_argument("--difficulty", type=float, default=0.25, help="0 obvious .. 1 subtle")
     phantoms.set_defaults(func=cmd_phantoms)
+    for command in commands.choices.values():  # -v / -q after the command name too
+        _add_verbosity(command, default=argparse.SUPPRESS)
     return parser
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, default: object = False) -> None:
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="debug logging"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="no progress bars, less logging"
+    )
 
 
 # Lightning's own deprecation notices and small-dataset hints say nothing a user can act on.
@@ -516,6 +526,9 @@ QUIET_WARNINGS = (
 
 
 LIGHTNING_COMMANDS = {"train", "evaluate", "benchmark", "demo", "predict"}
+#: Loggers that warn about things this package never uses (the ONNX exporter, on every export,
+#: that torchvision's detection operators are not registered): shown only with --verbose.
+IRRELEVANT_LOGGERS = ("torch.onnx._internal.exporter._registration",)
 
 
 def _configure_logging(command: str, verbose: bool, quiet: bool) -> None:
@@ -525,6 +538,8 @@ def _configure_logging(command: str, verbose: bool, quiet: bool) -> None:
         return
     for pattern in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
+    for name in IRRELEVANT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     if command in LIGHTNING_COMMANDS:
         # Lightning sets its loggers to INFO with a console handler when first imported; its
         # hardware summary and tips are shown only with --verbose.

@@ -130,6 +130,9 @@ def export_onnx(run_dir: Path, out_dir: Path | None = None, opset: int = OPSET) 
             output_names=names,
             dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
             opset_version=opset,
+            # The weights inside model.onnx (far below protobuf's 2 GB for these networks), so
+            # the folder is self-contained and can be copied or moved as it is.
+            external_data=False,
             verbose=False,
         )
     session = onnx_session(out_dir / ONNX_FILE)
