@@ -47,6 +47,7 @@ import yaml
 
 from common import portable, zhanglab_root
 from cxr_anomaly.core.config import DataConfig
+from cxr_anomaly.core.normalise import disagreement, fuse
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.data.splits import split_note
 from cxr_anomaly.evaluation import metrics
@@ -54,7 +55,7 @@ from cxr_anomaly.evaluation.references import reference_entry, trivial_scores
 from cxr_anomaly.evaluation.robustness import robustness_of_run
 from cxr_anomaly.jobs.study import BenchmarkOptions, run_benchmark
 from cxr_anomaly.postprocess.baselines import TRIVIAL_DETECTORS
-from cxr_anomaly.postprocess.fusion import disagreement, fuse, zscores
+from cxr_anomaly.runtime.checkpoint import read_metadata
 from cxr_anomaly.runtime.trainer import ScoringOptions
 
 HERE = Path(__file__).resolve().parent
@@ -153,9 +154,10 @@ def _scores(
 ) -> tuple[np.ndarray, ...]:
     """(labels, z-score of the variant's default score, patient ids, sample ids) for one seed."""
     score, labels, values, groups, ids = _default_scores(variant, seed, out)
-    model_json = runs_dir(runs_root, variant, seed) / variant["model"] / "model.json"
-    calibration = json.loads(model_json.read_text())
-    return labels, zscores(values, calibration["calibration"], score), groups, ids
+    metadata = read_metadata(runs_dir(runs_root, variant, seed) / variant["model"])
+    if metadata.post_processor is None:
+        raise ValueError(f"{variant['name']}: seed {seed} was trained without normal validation")
+    return labels, metadata.post_processor.zscores(values, score), groups, ids
 
 
 def paired_gains_over_parent(

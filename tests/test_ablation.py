@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from benchmark_scripts import load_benchmark
+from cxr_anomaly.core.normalise import fuse
 from cxr_anomaly.evaluation import metrics
-from cxr_anomaly.postprocess.fusion import fuse
 from tiny import SIZE
 
 SPEC = "synthetic:n_train=24,n_val_normal=8,n_test_normal=8,n_test_abnormal=8"

@@ -257,7 +257,8 @@ def test_training_writes_a_model_that_reloads_to_identical_scores(trained: Train
     assert metadata.model == "anatpaste"
     assert metadata.training["epochs"] == 2
     expected_scores = {"mahalanobis", "patch_max", "logit", "multiscale"}
-    assert set(metadata.calibration["scores"]) == expected_scores
+    assert metadata.post_processor is not None
+    assert set(metadata.post_processor.scores) == expected_scores
     metrics = (run_dir / "logs" / "metrics.csv").read_text()
     assert "val_loss" in metrics
     first, second = load_weights(run_dir), load_weights(run_dir)

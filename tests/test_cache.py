@@ -244,10 +244,10 @@ def test_uint16_storage_round_trips_to_within_one_step(tmp_path: Path) -> None:
 @pytest.mark.parametrize("size", [36, 37, 40])
 def test_masks_pack_and_unpack_for_any_size(tmp_path: Path, size: int) -> None:
     rng = np.random.default_rng(size)
-    masks: list[np.ndarray | None] = [rng.random((size, size)) > 0.5 for _ in range(4)]
-    masks[1] = None
-    masks[2] = np.zeros((size, size), bool)
-    masks[3][:, -1] = True  # the last column, in the padding byte when size % 8 != 0
+    drawn = [rng.random((size, size)) > 0.5 for _ in range(4)]
+    drawn[2] = np.zeros((size, size), bool)
+    drawn[3][:, -1] = True  # the last column, in the padding byte when size % 8 != 0
+    masks: list[np.ndarray | None] = [drawn[0], None, drawn[2], drawn[3]]
     images = rng.random((4, size, size), dtype=np.float32)
     cache = ImageCache(_ArraySource(images, masks), size, root=tmp_path)
     cache.ensure(workers=1)
@@ -258,7 +258,7 @@ def test_masks_pack_and_unpack_for_any_size(tmp_path: Path, size: int) -> None:
             got[i], np.zeros((size, size), bool) if mask is None else mask
         )
     assert cache.status()["has_mask"].tolist() == [True, False, True, True]
-    np.testing.assert_array_equal(cache.masks([3, 0]), np.stack([masks[3], masks[0]]))
+    np.testing.assert_array_equal(cache.masks([3, 0]), np.stack([drawn[3], drawn[0]]))
 
 
 def test_default_cache_root_follows_the_environment(
@@ -328,6 +328,7 @@ def test_a_killed_prepare_resumes_where_it_stopped(
                 break
             time.sleep(0.005)
         if process.poll() is not None:
+            assert process.stderr is not None  # opened with stderr=PIPE
             pytest.fail(f"prepare ended before it could be killed: {process.stderr.read()!r}")
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)

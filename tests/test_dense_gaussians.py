@@ -86,7 +86,8 @@ def test_refit_keeps_the_network_and_adds_the_dense_statistics(
     out = refit_normal(trained.run_dir, tmp_path / "dense", overrides)
     metadata = read_metadata(out)
     assert metadata.model_params["default_score"] == "dense"
-    assert "dense" in metadata.calibration["scores"]
+    assert metadata.post_processor is not None
+    assert "dense" in metadata.post_processor.scores
     refitted, original = load_weights(out), load_weights(trained.run_dir)
     assert isinstance(refitted, AnatPaste) and isinstance(original, AnatPaste)
     for (name, a), (_, b) in zip(

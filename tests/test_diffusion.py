@@ -18,6 +18,7 @@ from cxr_anomaly.models.anoddpm.diffusion import (
     predict_x0,
     strided_timesteps,
 )
+from cxr_anomaly.models.anoddpm.lightning_model import AnoDDPM
 from cxr_anomaly.models.components.maps import lowpass_l1_map
 from cxr_anomaly.models.registry import build_model
 from tiny import TINY_PARAMS
@@ -151,9 +152,11 @@ def test_lowpass_error_ignores_fine_texture_and_keeps_coarse_changes() -> None:
 def test_anoddpm_lowpass_scores_blur_each_depths_error() -> None:
     params = {**TINY_PARAMS["anoddpm-gaussian"], "extra_depths": [4], "lowpass_sigma": 2.0}
     model = build_model("anoddpm-gaussian", params, TrainConfig()).eval()
+    assert isinstance(model, AnoDDPM)
     x = torch.rand(2, 1, 32, 32)
     result = model.infer(x)
     assert {"lowpass", "lowpass@4"} <= set(result.scores)
+    assert result.reconstruction is not None
     sigma = 2.0 * 32 / 64  # given at 64x64, scaled to the model's image size
     torch.testing.assert_close(
         result.maps["lowpass"], lowpass_l1_map(x, result.reconstruction, sigma)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,7 +32,9 @@ EXTRA_PARAMS = {
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
     """(run folder, export folder) of a tiny trained run of every exportable model."""
     root = tmp_path_factory.mktemp("export")
-    setups = {name: (name, {}) for name in EXPORTABLE} | EXTRA_PARAMS
+    setups: dict[str, tuple[str, dict[str, Any]]] = {
+        name: (name, {}) for name in EXPORTABLE
+    } | EXTRA_PARAMS
     folders = {}
     for label, (name, params) in setups.items():
         run = root / label
@@ -70,6 +74,24 @@ def test_exported_model_scores_like_the_trained_one(
     assert "ExportedModel(model=" in repr(onnx) and f"image_size={SIZE}" in repr(onnx)
 
 
+def test_an_export_folder_moved_elsewhere_still_predicts(
+    exported: dict[str, tuple[Path, Path]], tmp_path: Path
+) -> None:
+    """The weights live inside ``model.onnx``: the folder is all a user needs to copy."""
+    out = exported["bigan"][1]
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(out, moved)
+    assert sorted(p.name for p in moved.iterdir()) == [EXPORT_FILE, "model.onnx"]
+    images = _images(4)
+    before = load_model(out).predict(images)
+    shutil.rmtree(out)
+    try:
+        after = load_model(moved).predict(images)
+    finally:
+        shutil.copytree(moved, out)
+    assert [p.score for p in after] == [p.score for p in before]
+
+
 def test_export_description_holds_preprocessing_calibration_and_parity(
     exported: dict[str, tuple[Path, Path]],
 ) -> None:
@@ -84,7 +106,7 @@ def test_export_description_holds_preprocessing_calibration_and_parity(
         "apply_voi_lut": True,
     }
     model_json = json.loads((run / "model.json").read_text())
-    assert description["calibration"] == model_json["calibration"]
+    assert description["post_processor"] == model_json["post_processor"]
     assert description["parity"]["max_score_difference"] <= TOLERANCE
     assert json.loads((exported["vaegan"][1] / EXPORT_FILE).read_text())["outputs"][-1] == (
         "reconstruction"

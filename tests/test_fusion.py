@@ -37,8 +37,8 @@ def test_multi_depth_anoddpm_fusion_is_calibrated_and_saved(tmp_path: Path) -> N
     config = tiny_run("anoddpm-gaussian", tmp_path / "cache")
     config.model_params.update(extra_depths=[6], fuse=["l1", "l1@6"], default_score="fused")
     run = train(config, tmp_path / "run", progress=False)
-    calibration = json.loads((tmp_path / "run" / "model.json").read_text())["calibration"]
-    fused = np.array(calibration["scores"]["fused"]["normal_scores"])
+    post_processor = json.loads((tmp_path / "run" / "model.json").read_text())["post_processor"]
+    fused = np.array(post_processor["scores"]["fused"]["normal_scores"])
     assert abs(fused.mean()) < 1e-4  # z-scores of the very images the statistics came from
     stats = run.model.fusion_stats
     assert not torch.equal(stats, torch.tensor([[0.0, 0.0], [1.0, 1.0]]))
@@ -49,17 +49,21 @@ def test_multi_depth_anoddpm_fusion_is_calibrated_and_saved(tmp_path: Path) -> N
 
 
 def test_zscores_fuse_and_disagreement() -> None:
+    from cxr_anomaly.core.normalise import disagreement, fuse, zscores_against
     from cxr_anomaly.postprocess.calibration import ScoreCalibration
-    from cxr_anomaly.postprocess.fusion import disagreement, fuse, zscores, zscores_against
+    from cxr_anomaly.postprocess.post_processor import PostProcessor
 
     normal = np.array([1.0, 2.0, 3.0])
-    calibration = {"scores": {"l1": ScoreCalibration.fit(normal).__dict__}}
-    z = zscores(np.array([2.0, 4.0]), calibration, "l1")
+    post_processor = PostProcessor({"l1": ScoreCalibration.fit(normal)}, 1.0, 0.0, n_images=3)
+    z = post_processor.zscores(np.array([2.0, 4.0]), "l1")
     np.testing.assert_allclose(z, [0.0, 2.0])  # mean 2, sample std 1
     np.testing.assert_allclose(zscores_against(np.array([2.0, 4.0]), normal), z)
     a, b = np.array([0.0, 2.0]), np.array([2.0, 2.0])
     np.testing.assert_allclose(fuse([a, b]), [1.0, 2.0])
+    torch.testing.assert_close(
+        fuse([torch.tensor(a), torch.tensor(b)]), torch.tensor([1.0, 2.0]).double()
+    )
     np.testing.assert_allclose(disagreement([a, b]), [np.sqrt(2.0), 0.0])
     np.testing.assert_allclose(disagreement([a]), [0.0, 0.0])
     with pytest.raises(KeyError, match="calibrated"):
-        zscores(a, calibration, "nope")
+        post_processor.zscores(a, "nope")

@@ -14,6 +14,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
+    UID,
     ExplicitVRLittleEndian,
     JPEGBaseline8Bit,
     RLELossless,
@@ -71,7 +72,7 @@ def make_dicom(
     *,
     photometric: str = "MONOCHROME2",
     bits_stored: int | None = None,
-    transfer_syntax: str = ExplicitVRLittleEndian,
+    transfer_syntax: UID = ExplicitVRLittleEndian,
     pixel_data: bytes | None = None,
     **tags: object,
 ) -> Path:

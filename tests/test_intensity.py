@@ -16,6 +16,7 @@ from cxr_anomaly.data.folder import FolderSource
 from cxr_anomaly.data.images import ReadOptions
 from cxr_anomaly.data.phantoms import make_phantom
 from cxr_anomaly.data.preprocess import preprocess, standardize_intensity
+from cxr_anomaly.jobs.predict import TrainedModel
 from cxr_anomaly.jobs.training import train
 from tiny import tiny_run
 
@@ -85,6 +86,7 @@ def test_the_cache_stores_standardised_images_under_their_own_key(tmp_path: Path
     images = caches["standardize"].images(range(3))
     # What the cache holds is what ``predict`` makes of the same file (to one uint16 step).
     for row, sample in enumerate(source.samples()):
+        assert sample.path is not None
         raw = np.asarray(Image.open(sample.path), np.float32) / 255
         np.testing.assert_allclose(images[row], preprocess(raw, 32, "standardize"), atol=1 / 65535)
     assert not np.allclose(images, caches["none"].images(range(3)))
@@ -107,6 +109,7 @@ def test_a_trained_model_prepares_new_images_with_its_own_intensity_mode(tmp_pat
     config.data.intensity = "local"
     train(config, tmp_path / "run", progress=False)
     model = load_model(tmp_path / "run")
+    assert isinstance(model, TrainedModel)
     assert model.metadata.data_config.intensity == "local"
     raw = make_phantom(100, 7).image
     prepared = model.load(raw).pixels

@@ -52,7 +52,9 @@ def bench_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def benchmark(bench_root: Path) -> tuple[Path, dict[str, Any]]:
     out = bench_root / "out"
-    return out, run_benchmark(_options(out, bench_root / "cache"))
+    results = run_benchmark(_options(out, bench_root / "cache"))
+    assert results is not None
+    return out, results
 
 
 def _scores_csv(path: Path, score: str) -> tuple[np.ndarray, np.ndarray]:
@@ -122,6 +124,7 @@ def test_a_second_benchmark_reuses_the_trained_models(
     out, results = benchmark
     weights = {n: (out / "runs" / n / "model.safetensors").stat().st_mtime_ns for n in MODEL_NAMES}
     again = run_benchmark(_options(out, bench_root / "cache"))
+    assert again is not None
     for name in MODEL_NAMES:
         assert (out / "runs" / name / "model.safetensors").stat().st_mtime_ns == weights[name]
         assert again["models"][name]["image"]["auroc"] == results["models"][name]["image"]["auroc"]
@@ -134,6 +137,7 @@ def test_evaluate_on_the_runs_own_split_and_on_external_data(
     out, results = benchmark
     run_dir = out / "runs" / "vaegan"
     own = evaluate_run(run_dir, StudyOptions(out=tmp_path / "own", n_boot=20))
+    assert own is not None
     assert own["models"]["vaegan"]["image"]["auroc"] == pytest.approx(
         results["models"]["vaegan"]["image"]["auroc"]
     )
@@ -143,6 +147,7 @@ def test_evaluate_on_the_runs_own_split_and_on_external_data(
         cache_dir=str(tmp_path / "cache"),
     )
     external = evaluate_run(run_dir, StudyOptions(out=tmp_path / "ext", n_boot=20), other, True)
+    assert external is not None
     assert external["protocol"]["name"] == "external"
     assert external["image_size"] == SIZE
     # every image of the other dataset is test data: 4 + 2 + 6 + 6

@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "cxr_anomaly"
 #: Bottom to top; a module outside these folders (the CLI, ``__init__``) is the top.
-LAYERS = ("core", "data", "models", "runtime", "postprocess", "evaluation", "reporting", "jobs")
+LAYERS = ("core", "data", "models", "postprocess", "runtime", "evaluation", "reporting", "jobs")
 TOP = len(LAYERS)
 
 

@@ -17,6 +17,7 @@ import cxr_anomaly
 from benchmark_scripts import BENCHMARKS
 from cxr_anomaly.core.config import ConfigError, DataConfig, TrainConfig
 from cxr_anomaly.jobs.training import train
+from cxr_anomaly.models.components.lightning_model import AnomalyModel
 from cxr_anomaly.models.presets import build_run_config, load_preset
 from cxr_anomaly.models.registry import DEMO, REFERENCE, build_model, model_names, model_spec
 from cxr_anomaly.runtime.checkpoint import load_weights, read_metadata
@@ -24,7 +25,7 @@ from cxr_anomaly.runtime.trainer import BestWeights
 from tiny import MODEL_NAMES, SIZE, TINY_PARAMS, tiny_run
 
 
-def _model(name: str) -> torch.nn.Module:
+def _model(name: str) -> AnomalyModel:
     torch.manual_seed(0)
     return build_model(name, TINY_PARAMS[name], TrainConfig(precision="32-true"))
 

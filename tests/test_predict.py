@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
 from cxr_anomaly import load_model
 from cxr_anomaly.cli import main
@@ -40,7 +40,7 @@ def _png(path: Path, image: np.ndarray, bits: int = 8) -> Path:
     return path
 
 
-def _dicom(path: Path, image: np.ndarray, transfer_syntax: str = ExplicitVRLittleEndian) -> Path:
+def _dicom(path: Path, image: np.ndarray, transfer_syntax: UID = ExplicitVRLittleEndian) -> Path:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = pydicom.uid.SecondaryCaptureImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -126,6 +126,7 @@ def test_good_files_are_scored_and_bad_ones_reported(run_dir: Path, tmp_path: Pa
     rows = _rows(tmp_path / "out" / RESULT_FILE)
     assert len(rows) == len(good) + len(bad)
     clean = run_predict(run_dir, [clean_dir], tmp_path / "clean_out")
+    assert clean is not None
     assert clean.n_failed == 0
     clean_rows = _rows(clean.csv_path)
     for path in good:
@@ -160,6 +161,7 @@ def test_an_interrupted_run_resumes_without_redoing_finished_files(
 ) -> None:
     good = _good_files(tmp_path / "in")
     first = run_predict(run_dir, [tmp_path / "in"], tmp_path / "out", batch_size=2)
+    assert first is not None
     final = tmp_path / "out" / RESULT_FILE
     rows = _rows(final)
     # Simulate a run interrupted after its first batch: only a partial file exists.
@@ -173,6 +175,7 @@ def test_an_interrupted_run_resumes_without_redoing_finished_files(
         writer.writeheader()
         writer.writerows(lines)
     again = run_predict(run_dir, [tmp_path / "in"], tmp_path / "out", batch_size=2)
+    assert again is not None
     assert first.n_inputs == again.n_inputs == len(good)
     assert again.n_resumed == 2
     assert _rows(final) == rows
@@ -211,7 +214,9 @@ def test_predict_and_evaluate_give_the_same_score(run_dir: Path, tmp_path: Path)
     evaluate_run(run_dir, StudyOptions(out=tmp_path / "eval", n_boot=10), data, external=True)
     with open(tmp_path / "eval" / "scores" / "vaegan.csv", newline="") as handle:
         evaluated = {row["sample_id"]: float(row["l1"]) for row in csv.DictReader(handle)}
-    predicted = _rows(run_predict(run_dir, [folder], tmp_path / "pred").csv_path)
+    report = run_predict(run_dir, [folder], tmp_path / "pred")
+    assert report is not None
+    predicted = _rows(report.csv_path)
     assert len(evaluated) == len(files) == len(predicted)
     for path in files:
         sample_id = path.relative_to(folder).as_posix()
@@ -220,6 +225,7 @@ def test_predict_and_evaluate_give_the_same_score(run_dir: Path, tmp_path: Path)
 
 def test_the_real_rsna_sample(run_dir: Path, rsna_dir: Path, tmp_path: Path) -> None:
     report = run_predict(run_dir, [rsna_dir / "sample" / "stage_2_train_images"], tmp_path / "o")
+    assert report is not None
     rows = _rows(report.csv_path)
     assert report.n_inputs == 16 and report.n_failed == 0
     for row in rows.values():

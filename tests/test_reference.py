@@ -12,8 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from monai.networks.blocks import SpatialAttentionBlock
+from monai.networks.nets.diffusion_model_unet import AttnDownBlock
 
 from cxr_anomaly.core.config import TrainConfig
+from cxr_anomaly.models.anoddpm.lightning_model import AnoDDPM
 from cxr_anomaly.models.bigan.lightning_model import BiGAN
 from cxr_anomaly.models.presets import load_preset
 from cxr_anomaly.models.registry import build_model
@@ -57,9 +60,10 @@ def _noise_level_at_depth(preset: str) -> float:
     params = params or dict(load_preset("anoddpm-simplex", preset)["model_params"])
     # The noise does not depend on the network: make it small.
     params.update(
-        channels=[8, 16], attention_levels=[False, False], num_head_channels=8, norm_num_groups=8
+        channels=[8, 16], attention_resolutions=[], num_head_channels=8, norm_num_groups=8
     )
     model = build_model("anoddpm-simplex", params)
+    assert isinstance(model, AnoDDPM)
     depth = model.cfg.depth
     torch.manual_seed(0)
     noise = model._training_noise(torch.zeros(16, 1, 64, 64), torch.full((16,), depth - 1))
@@ -72,19 +76,23 @@ def test_paper_simplex_adds_the_references_noise_level_at_depth_200() -> None:
     reference = math.sqrt(1 - np.prod(1 - betas[:200])) * _reference_simplex_std()
     assert _noise_level_at_depth("paper") == pytest.approx(reference, rel=0.15)
     # The quick and long presets scale simplex noise to unit variance on a 1000-step schedule:
-    # several times the reference's noise at the same depth (declared in the README).
+    # several times the reference's noise at the same depth (declared in docs/reference-study.md).
     for preset in ("quick", "long"):
         assert _noise_level_at_depth(preset) > 3 * reference
 
 
 def test_paper_unet_attends_at_32_16_and_8_pixels_with_two_heads() -> None:
     model = build_model("anoddpm-gaussian", _paper("anoddpm-gaussian"))
+    assert isinstance(model, AnoDDPM)
     unet = model.unet
     kinds = [type(block).__name__ for block in unet.down_blocks]
     assert kinds == ["DownBlock", "AttnDownBlock", "AttnDownBlock", "AttnDownBlock"]
     assert type(unet.middle_block).__name__ == "AttnMidBlock"
     for block in unet.down_blocks[1:]:
-        assert all(attention.attn.num_heads == 2 for attention in block.attentions)
+        assert isinstance(block, AttnDownBlock)
+        for attention in block.attentions:
+            assert isinstance(attention, SpatialAttentionBlock)
+            assert attention.attn.num_heads == 2
     sides = [64 // 2**level for level, kind in enumerate(kinds) if kind.startswith("Attn")]
     assert sides == [32, 16, 8]
 
@@ -92,14 +100,20 @@ def test_paper_unet_attends_at_32_16_and_8_pixels_with_two_heads() -> None:
 def test_paper_diffusion_trains_below_800_and_clips_the_gradient_norm_at_1() -> None:
     params = {**TINY_PARAMS["anoddpm-gaussian"], "timesteps": 100, "depth": 12}
     model = build_model("anoddpm-gaussian", {**params, "train_timesteps": 80})
+    assert isinstance(model, AnoDDPM)
     assert model.cfg.training_t_limit == 80
     paper = _paper("anoddpm-gaussian")
     assert (paper["train_timesteps"], paper["gradient_clip_norm"]) == (800, 1.0)
     clipped = build_model("anoddpm-gaussian", {**params, "gradient_clip_norm": 1.0})
+    assert isinstance(clipped, AnoDDPM)
     for p in clipped.unet.parameters():
         p.grad = torch.full_like(p, 10.0)
     clipped.on_before_optimizer_step(torch.optim.SGD(clipped.unet.parameters(), lr=0.1))
-    norm = torch.cat([p.grad.flatten() for p in clipped.unet.parameters()]).norm()
+    grads: list[torch.Tensor] = []
+    for p in clipped.unet.parameters():
+        assert p.grad is not None
+        grads.append(p.grad.flatten())
+    norm = torch.cat(grads).norm()
     assert float(norm) == pytest.approx(1.0, rel=1e-4)
     with pytest.raises(ValueError, match="train_timesteps"):
         build_model("anoddpm-gaussian", {**params, "train_timesteps": 101})
@@ -131,6 +145,7 @@ def test_separate_batches_step_the_discriminator_and_the_generator_on_different_
     model = build_model(
         "bigan", {**TINY_PARAMS["bigan"], "separate_batches": True}, TrainConfig(batch_size=8)
     )
+    assert isinstance(model, BiGAN)
     seen: list[torch.Tensor] = []
     forward = model.nets.discriminator.forward
 
@@ -140,7 +155,8 @@ def test_separate_batches_step_the_discriminator_and_the_generator_on_different_
 
     model.nets.discriminator.forward = spy  # type: ignore[method-assign]
     optimizers = model.configure_optimizers()
-    model.optimizers = lambda: optimizers  # type: ignore[method-assign]
+    # A stub handing back the raw optimizers, not Lightning's overloaded optimizers() wrappers.
+    model.optimizers = lambda: optimizers  # type: ignore[method-assign, assignment]
     model.log_dict = lambda *a, **k: None  # type: ignore[method-assign]
     images = torch.rand(8, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
     model.training_step((images, torch.zeros(8)), 0)
@@ -168,7 +184,10 @@ def test_vaegan_port_layers_initialisation_and_losses() -> None:
     assert slopes == {0.2} and not any(
         isinstance(m, torch.nn.ReLU) for m in model.decoder.modules()
     )
-    conv = model.encoder.convs[0][0]
+    block = model.encoder.convs[0]
+    assert isinstance(block, torch.nn.Sequential)
+    conv = block[0]
+    assert isinstance(conv, torch.nn.Conv2d)
     assert float(conv.weight.detach().std()) == pytest.approx(0.02, rel=0.15)
     assert model.decoder(torch.zeros(2, 128)).shape == (2, 1, 64, 64)
 
@@ -181,7 +200,8 @@ def test_vaegan_port_step_updates_each_network_in_its_order() -> None:
         for n in ("encoder", "decoder", "discriminator")
     }
     optimizers = model.configure_optimizers()
-    model.optimizers = lambda: optimizers  # type: ignore[method-assign]
+    # A stub handing back the raw optimizers, not Lightning's overloaded optimizers() wrappers.
+    model.optimizers = lambda: optimizers  # type: ignore[method-assign, assignment]
     model.log_dict = lambda *a, **k: None  # type: ignore[method-assign]
     images = torch.rand(4, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
     model.training_step((images, torch.zeros(4)), 0)

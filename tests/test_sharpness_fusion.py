@@ -12,25 +12,30 @@ from PIL import Image
 from scipy import ndimage
 
 from cxr_anomaly.cli import build_parser, main, run_config_from_args
+from cxr_anomaly.core.normalise import fuse, zscores_against
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.data.phantoms import make_phantom
 from cxr_anomaly.data.preprocess import preprocess
 from cxr_anomaly.evaluation import metrics
-from cxr_anomaly.jobs.predict import load_model, run_predict
+from cxr_anomaly.jobs.predict import Prediction, TrainedModel, load_model, run_predict
 from cxr_anomaly.jobs.study import BenchmarkOptions, StudyOptions, evaluate_run
 from cxr_anomaly.jobs.training import train
 from cxr_anomaly.postprocess.baselines import SharpnessDistance
-from cxr_anomaly.postprocess.calibration import ScoreCalibration, calibration_for
-from cxr_anomaly.postprocess.fusion import fuse, zscores_against
-from cxr_anomaly.postprocess.sharpness_fusion import (
-    CALIBRATION_KEY,
-    SharpnessFusion,
-    fit_sharpness_fusion,
-    stored_fusion,
-    stored_intensity_views,
-)
+from cxr_anomaly.postprocess.calibration import ScoreCalibration
+from cxr_anomaly.postprocess.post_processor import PostProcessor
+from cxr_anomaly.postprocess.sharpness_fusion import fit_sharpness_fusion, stored_intensity_views
 from cxr_anomaly.runtime.checkpoint import CheckpointError
+from cxr_anomaly.runtime.inference import infer_arrays
 from tiny import SIZE, tiny_run
+
+
+def _scores(predictions: list[Prediction]) -> list[float]:
+    """The predictions' scores, every one of them present."""
+    scores: list[float] = []
+    for p in predictions:
+        assert p.score is not None, p.error
+        scores.append(p.score)
+    return scores
 
 
 def _phantoms(count: int, seed: int, blur: float = 0.0) -> np.ndarray:
@@ -57,13 +62,17 @@ def test_the_fusion_is_the_mean_of_the_two_z_scores_the_ablation_fuses() -> None
     assert np.all(sharp_z > 1.0)
 
 
-def test_the_fusion_survives_json_and_refuses_mismatched_inputs() -> None:
+def test_the_fusion_survives_json_in_the_post_processor_and_refuses_mismatched_inputs() -> None:
     images = _phantoms(8, 0)
-    fusion = fit_sharpness_fusion([images], images, np.linspace(0, 1, 8), "mahalanobis")
-    back = SharpnessFusion.from_dict(json.loads(json.dumps(fusion.to_dict())))
-    assert back == fusion
-    assert stored_fusion({CALIBRATION_KEY: fusion.to_dict()}) == fusion
-    assert stored_fusion({"scores": {}}) is None
+    normal = np.linspace(0, 1, 8)
+    fusion = fit_sharpness_fusion([images], images, normal, "mahalanobis")
+    plain = PostProcessor({"mahalanobis": ScoreCalibration.fit(normal)}, 1.0, 0.5, n_images=8)
+    kept = plain.with_sharpness(fusion, fusion.fused(normal, images))
+    back = PostProcessor.from_dict(json.loads(json.dumps(kept.to_dict())))
+    assert back.sharpness == fusion
+    assert back.reported_score("mahalanobis") == "mahalanobis+sharpness"
+    assert set(back.scores) == {"mahalanobis", "mahalanobis+sharpness"}
+    assert plain.sharpness is None and plain.reported_score("mahalanobis") == "mahalanobis"
     with pytest.raises(ValueError, match="7 scores for 8"):
         fit_sharpness_fusion([images], images, np.zeros(7), "l1")
     with pytest.raises(ValueError, match="2 scores for 3 images"):
@@ -82,17 +91,20 @@ def fused_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_predict_reports_the_fused_score_of_the_stored_intensity_image(fused_run: Path) -> None:
     model = load_model(fused_run)
+    assert isinstance(model, TrainedModel)
     assert model.sharpness is not None
     assert model.score_name == f"{model.model_score}+sharpness"
-    assert model.calibration == calibration_for(model.metadata.calibration, model.score_name)
+    assert model.metadata.post_processor is not None
+    assert model.calibration == model.metadata.post_processor.calibration(model.score_name)
     raw = [make_phantom(80, 300 + i, "opacity" if i % 2 else None).image for i in range(4)]
     predictions = model.predict(raw, batch_size=3)
-    own, _, _ = model.score_batch(np.stack([preprocess(x, SIZE, "local") for x in raw]))
+    images = np.stack([preprocess(x, SIZE, "local") for x in raw])[:, None]
+    own = infer_arrays(model.model, images).scores[model.model_score]
     # The sharpness half sees the stored intensities, not the model's locally normalised input.
     stored = np.stack([preprocess(x, SIZE, "none") for x in raw])
     expected = model.sharpness.fused(own, stored)
     # (batches of 3 and of 4 round differently in float32: 1e-6 apart)
-    np.testing.assert_allclose([p.score for p in predictions], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_scores(predictions), expected, rtol=1e-5, atol=1e-5)
     for p in predictions:
         assert p.decision == ("abnormal" if p.score > p.threshold else "normal")  # type: ignore[operator]
 
@@ -119,7 +131,7 @@ def test_a_fusion_of_another_score_than_the_models_is_refused(fused_run: Path) -
     model_json = fused_run / "model.json"
     original = model_json.read_text()
     edited = json.loads(original)
-    edited["calibration"][CALIBRATION_KEY]["score"] = "l1"
+    edited["post_processor"]["sharpness"]["score"] = "l1"
     try:
         model_json.write_text(json.dumps(edited))
         with pytest.raises(CheckpointError, match="fusion is of score 'l1'"):
@@ -132,6 +144,7 @@ def test_evaluate_reports_the_fused_score_predict_gives(fused_run: Path, tmp_pat
     results = evaluate_run(fused_run, StudyOptions(out=tmp_path / "eval", n_boot=10))
     assert results is not None
     model = load_model(fused_run)
+    assert isinstance(model, TrainedModel)
     entry = results["models"]["anatpaste"]
     assert entry["score"] == model.score_name
     assert model.model_score in entry["score_variants"]
@@ -143,8 +156,8 @@ def test_evaluate_reports_the_fused_score_predict_gives(fused_run: Path, tmp_pat
     own = np.array([float(r[model.model_score]) for r in rows])
     stored = stored_intensity_views(data, "test")[0].images()[:, 0]
     np.testing.assert_allclose(
-        [float(r[model.score_name]) for r in rows],
-        model.final_scores(own, stored),
+        np.array([float(r[model.score_name]) for r in rows]),
+        model.post_processor.reported_values(own, stored),
         atol=1e-6,  # the CSV keeps 8 significant digits
     )
 
@@ -155,7 +168,9 @@ def test_evaluate_compares_with_the_trivial_detectors_at_stored_and_own_intensit
     results = evaluate_run(fused_run, StudyOptions(out=tmp_path / "eval", n_boot=10))
     assert results is not None
     references = results["references"]
-    data = PreparedData(load_model(fused_run).metadata.data_config)
+    model = load_model(fused_run)
+    assert isinstance(model, TrainedModel)
+    data = PreparedData(model.metadata.data_config)
     stored = data.at_stored_intensity(("train", "test"))
     labels = data.view("test").labels
     for name, source in (("sharpness", stored), ("sharpness@local", data)):
@@ -192,6 +207,6 @@ def test_an_exported_fused_model_reports_the_same_fused_scores(fused_run: Path) 
     trained = load_model(fused_run)
     assert exported.score_name == trained.score_name == f"{trained.model_score}+sharpness"
     images = [make_phantom(64, 600 + i, "nodule" if i % 2 else None).image for i in range(5)]
-    ours = [p.score for p in trained.predict(images)]
-    theirs = [p.score for p in exported.predict(images)]
+    ours = _scores(trained.predict(images))
+    theirs = _scores(exported.predict(images))
     np.testing.assert_allclose(theirs, ours, atol=1e-4)

@@ -67,14 +67,6 @@ def test_the_paper_preset_attends_at_32_16_and_8_at_64_and_at_128_px() -> None:
         assert len(config.unet_head_channels) == len(config.unet_channels)  # type: ignore[arg-type]
 
 
-def test_explicit_attention_levels_keep_the_layout_as_written() -> None:
-    config = _small(128, attention_levels=(False, True, False))
-    assert config.unet_channels == (8, 16, 16)
-    assert config.unet_attention == (False, True, False)
-    with pytest.raises(ValueError, match="one flag per level"):
-        _small(64, attention_levels=(True,))
-
-
 def test_a_size_the_unet_cannot_halve_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="divisible"):
         _small(66)

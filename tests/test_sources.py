@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from cxr_anomaly.core.config import DataConfig
-from cxr_anomaly.data.cache import ImageCache
+from cxr_anomaly.data.cache import ImageCache, PrepareReport
 from cxr_anomaly.data.catalog import open_source
 from cxr_anomaly.data.folder import DEFAULT_PATIENT_PATTERN, FolderSource, patient_id_from_stem
 from cxr_anomaly.data.images import ReadOptions
@@ -74,7 +74,9 @@ def rsna_sample_boxes(rsna_dir: Path) -> dict[str, list[tuple[float, float, floa
 
 
 @pytest.fixture(scope="session")
-def rsna_sample_cache(rsna_sample: RsnaSource, tmp_path_factory: pytest.TempPathFactory):
+def rsna_sample_cache(
+    rsna_sample: RsnaSource, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[ImageCache, PrepareReport]:
     cache = ImageCache(rsna_sample, 64, ReadOptions(), root=tmp_path_factory.mktemp("rsna-cache"))
     report = cache.ensure(workers=1)
     return cache, report
@@ -122,7 +124,7 @@ def test_rsna_target_zero_not_normal_patients_are_abnormal(
 
 def test_rsna_sample_prepares_all_16_dicoms_with_masks_for_opacity_only(
     rsna_sample: RsnaSource,
-    rsna_sample_cache: tuple[ImageCache, object],
+    rsna_sample_cache: tuple[ImageCache, PrepareReport],
     rsna_sample_boxes: dict[str, list[tuple[float, float, float, float]]],
 ) -> None:
     cache, report = rsna_sample_cache

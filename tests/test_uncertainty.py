@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from cxr_anomaly.models.registry import build_model
 from cxr_anomaly.runtime.checkpoint import load_weights
 from tiny import TINY_PARAMS, tiny_run
 
-OPTIONS = {
+OPTIONS: dict[str, dict[str, Any]] = {
     "vaegan": {"uncertainty": True, "pixel_weight": 1.0},
     "bigan": {"uncertainty": True, "consistency_weight": 1.0},
     "anoddpm-gaussian": {"uncertainty": True},

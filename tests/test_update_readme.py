@@ -36,7 +36,7 @@ def _results() -> dict[str, object]:
                 "images_per_second": 1198.24,
             }
         },
-        "baselines": {
+        "references": {
             "fusion": {
                 "kind": "fusion",
                 "auroc": 0.7,

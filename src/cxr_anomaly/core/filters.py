@@ -1,4 +1,4 @@
-"""Gaussian filters whose sizes are given in pixels at 64x64 and scale with the image side."""
+"""Gaussian filters (torch), their sizes given in pixels at 64x64 (see :mod:`.sizes`)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-
-REFERENCE_SIDE = 64
-"""Sizes given in pixels (blur and smoothing sigmas) mean pixels at 64x64 and scale with the
-image side, so that a setting means the same at every size."""
-
-
-def at_side(pixels: float, side: int) -> float:
-    """``pixels`` given at :data:`REFERENCE_SIDE`, at an image side of ``side``."""
-    return pixels * side / REFERENCE_SIDE
 
 
 def gaussian_kernel(sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from cxr_anomaly.core.config import AugmentConfig
-from cxr_anomaly.core.filters import at_side, gaussian_kernel
+from cxr_anomaly.core.filters import gaussian_kernel
+from cxr_anomaly.core.sizes import at_side
 
 
 def _uniform(

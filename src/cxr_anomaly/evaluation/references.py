@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from cxr_anomaly.core.normalise import FUSION_RULE, fuse, zscores_against
 from cxr_anomaly.data.datamodule import PreparedData, SplitView
 from cxr_anomaly.evaluation import metrics
 from cxr_anomaly.postprocess.baselines import (
@@ -23,7 +24,7 @@ from cxr_anomaly.postprocess.baselines import (
     HistogramDistance,
     SharpnessDistance,
 )
-from cxr_anomaly.postprocess.fusion import RULE, fuse, zscores, zscores_against
+from cxr_anomaly.postprocess.post_processor import PostProcessor
 
 TrivialDetector = HistogramDistance | SharpnessDistance
 
@@ -38,12 +39,12 @@ class ReferenceScore:
 
 @dataclass
 class CalibratedScores:
-    """What a fusion needs of one model: its default score's values and its calibration."""
+    """What a fusion needs of one model: its default score's values and its post-processor."""
 
     name: str
     score_name: str
     values: np.ndarray
-    calibration: dict[str, Any]
+    post_processor: PostProcessor | None
 
 
 def reference_entry(
@@ -121,18 +122,18 @@ def reference_scores(
                     labels, scores, groups, n_boot=n_boot, intensity=source.config.intensity
                 )
                 references[detector.name + suffix] = ReferenceScore(entry, scores)
-    calibrated = [m for m in models if m.calibration]
+    calibrated = [m for m in models if m.post_processor is not None]
     if len(calibrated) < 2:
         return references
-    members = [zscores(m.values, m.calibration, m.score_name) for m in calibrated]
+    members = [
+        m.post_processor.zscores(m.values, m.score_name) for m in calibrated if m.post_processor
+    ]
     names = [f"{m.name}:{m.score_name}" for m in calibrated]
-    for label, parts, member_names in (
-        ("fusion", members, names),
-        ("fusion+histogram", [*members, histogram_z], [*names, "histogram"]),
-    ):
-        if any(part is None for part in parts):
-            continue
-        fused = fuse(parts)  # type: ignore[arg-type]
+    fusions = [("fusion", members, names)]
+    if histogram_z is not None:
+        fusions.append(("fusion+histogram", [*members, histogram_z], [*names, "histogram"]))
+    for label, parts, member_names in fusions:
+        fused = fuse(parts)
         entry = reference_entry(
             labels,
             fused,
@@ -140,7 +141,7 @@ def reference_scores(
             "fusion",
             n_boot=n_boot,
             members=", ".join(member_names),
-            rule=RULE,
+            rule=FUSION_RULE,
         )
         references[label] = ReferenceScore(entry, fused)
     return references

@@ -1,12 +1,14 @@
-"""Export a trained model to ONNX: the scoring network as a graph, preprocessing and calibration
-beside it in JSON, and a parity check through onnxruntime before anything is written.
+"""Export a trained model to ONNX: the scoring network as a graph, preprocessing and
+post-processor beside it in JSON, and a parity check through onnxruntime before anything is
+written.
 
 The graph takes preprocessed images (N, 1, S, S) in [0, 1], the same arrays ``predict`` builds
 (read, resized, intensity mode of the run), and returns the image score of the run's default
 score (N,), its anomaly map (N, 1, S, S) and, for reconstruction models, the reconstruction. Map
 smoothing and fused scores are inside the graph. ``export.json`` holds what the graph cannot: the
-preprocessing, the score's calibration on normal images (threshold, percentiles), the map scale,
-and the measured parity.
+preprocessing, the model's post-processor (the scores' calibration on normal images, the map
+scale, the input statistics, a sharpness fusion) and the measured parity. The weights are
+inside ``model.onnx``, so the folder can be moved as it is.
 
 Models whose score is one network pass export (BiGAN, VAE-GAN, AnatPaste). AnoDDPM's score is a
 loop of denoiser calls on seeded noise (tens to hundreds of them); the denoiser alone is not a
@@ -147,7 +149,6 @@ def export_onnx(run_dir: Path, out_dir: Path | None = None, opset: int = OPSET) 
             f"the exported graph differs from the trained model (score by {score_gap:.3g}, map "
             f"by {map_gap:.3g}; tolerance {TOLERANCE} relative): not written"
         )
-    metadata = trained.metadata
     description = {
         "format": "onnx",
         "onnx": ONNX_FILE,
@@ -161,7 +162,7 @@ def export_onnx(run_dir: Path, out_dir: Path | None = None, opset: int = OPSET) 
             "intensity": trained.intensity,
             "apply_voi_lut": trained.read_options.apply_voi_lut,
         },
-        "calibration": metadata.calibration,
+        "post_processor": trained.post_processor.to_dict(),
         "map_region": model.map_region,
         "exported_from": str(Path(run_dir).resolve()),
         "versions": {"cxr_anomaly": __version__, "torch": torch.__version__},

@@ -37,10 +37,10 @@ from cxr_anomaly.data.images import (
 )
 from cxr_anomaly.data.preprocess import preprocess
 from cxr_anomaly.models.components.lightning_model import AnomalyModel
-from cxr_anomaly.postprocess.calibration import ScoreCalibration, calibration_for
+from cxr_anomaly.postprocess.calibration import ScoreCalibration
 from cxr_anomaly.postprocess.maps import drawn_map
-from cxr_anomaly.postprocess.novelty import InputStatistics
-from cxr_anomaly.postprocess.sharpness_fusion import SharpnessFusion, stored_fusion
+from cxr_anomaly.postprocess.post_processor import PostProcessor
+from cxr_anomaly.postprocess.sharpness_fusion import SharpnessFusion
 from cxr_anomaly.reporting import viz
 from cxr_anomaly.runtime.checkpoint import (
     CheckpointError,
@@ -48,12 +48,7 @@ from cxr_anomaly.runtime.checkpoint import (
     load_weights,
     read_metadata,
 )
-from cxr_anomaly.runtime.inference import (
-    Inferred,
-    assemble,
-    infer_arrays,
-    infer_loader,
-)
+from cxr_anomaly.runtime.inference import BatchOutput, Inferred, assemble, infer_loader
 from cxr_anomaly.runtime.onnx import EXPORT_FILE, onnx_session, read_export
 from cxr_anomaly.runtime.trainer import ScoringOptions, build_predict_trainer, is_global_zero
 
@@ -76,6 +71,8 @@ CHUNK = 512
 RESULT_FILE = "predictions.csv"
 PARTIAL_FILE = "predictions.partial.csv"
 OVERLAY_SCALE = 4
+#: One input as the loader gives it: the image and what its row needs (ok, error, patient...).
+Batch = dict[str, Any]
 
 
 @dataclass
@@ -140,53 +137,46 @@ def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
 
 
 class ScoringModel(ABC):
-    """What ``predict`` needs of a model: its preprocessing, its calibration, a batch scorer.
+    """What ``predict`` needs of a model: its preprocessing, its post-processor, an inference.
 
     :class:`TrainedModel` scores with the trained PyTorch model of a run folder,
     :class:`ExportedModel` with the ONNX graph written by ``cxr-anomaly export``; both read and
-    preprocess inputs the same way and give the same rows.
+    preprocess inputs the same way and go through the same pipeline, so they give the same rows.
     """
 
     name: str
     size: int
     intensity: str
     read_options: ReadOptions
+    #: The model's own score (the one its network computes).
+    model_score: str
     #: The score reported: the model's own, or its fusion with sharpness (``name+sharpness``).
     score_name: str
-    #: The model's own score (the one its scorer computes).
-    model_score: str
-    #: The fusion with the sharpness detector kept with the model, if it was trained with one.
-    sharpness: SharpnessFusion | None
+    post_processor: PostProcessor
+    #: The reported score's distribution on normal validation images.
     calibration: ScoreCalibration
-    map_scale: float | None
-    map_floor: float
-    #: The normal validation images' global statistics (None for runs calibrated before them).
-    input_statistics: InputStatistics | None
     #: Where heatmaps are drawn (see ``AnomalyModel.map_region``).
     map_region: str | None
     #: Where the model was trained (data source), for ``repr`` and reports.
     trained_on: str
 
-    def _calibrate(self, calibration: dict[str, Any], where: Path) -> None:
-        if not calibration:
+    def _post_process(self, post_processor: PostProcessor | None, where: Path) -> None:
+        if post_processor is None:
             raise CheckpointError(
                 f"{where}: the model has no score calibration (trained without "
                 "normal validation images), so scores cannot be turned into decisions"
             )
-        self.model_score = self.score_name
-        self.sharpness = stored_fusion(calibration)
-        if self.sharpness is not None:
-            if self.sharpness.score != self.model_score:
-                raise CheckpointError(
-                    f"{where}: the sharpness fusion is of score {self.sharpness.score!r}, "
-                    f"the model's is {self.model_score!r}"
-                )
-            self.score_name = self.sharpness.name
-        self.calibration = calibration_for(calibration, self.score_name)
-        self.map_scale = float(calibration.get("map_scale") or 0.0) or None
-        self.map_floor = float(calibration.get("map_floor") or 0.0)
-        stored = calibration.get("input_statistics")
-        self.input_statistics = InputStatistics.from_dict(stored) if stored else None
+        self.post_processor = post_processor
+        try:
+            self.score_name = post_processor.reported_score(self.model_score)
+        except ValueError as err:
+            raise CheckpointError(f"{where}: {err}") from err
+        self.calibration = post_processor.calibration(self.score_name)
+
+    @property
+    def sharpness(self) -> SharpnessFusion | None:
+        """The fusion with the sharpness detector kept with the model, if trained with one."""
+        return self.post_processor.sharpness
 
     def __repr__(self) -> str:
         return (
@@ -197,8 +187,9 @@ class ScoringModel(ABC):
         )
 
     @abstractmethod
-    def score_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Scores (N,), maps (N, S, S) and reconstructions (N, S, S) or None of images (N, S, S)."""
+    def inference(self, options: ScoringOptions) -> Callable[[DataLoader[Batch]], Inferred]:
+        """Scores, maps and reconstructions of every image of a loader of inputs (one
+        :class:`Inferred`), on the devices of ``options``."""
 
     def load(self, item: str | Path | np.ndarray) -> LoadedInput:
         """Preprocess one input exactly as the training data was (raises ImageReadError)."""
@@ -211,15 +202,6 @@ class ScoringModel(ABC):
         if self.sharpness is not None:
             stored = preprocess(grey, self.size, STORED_INTENSITY)
         return LoadedInput(preprocess(grey, self.size, self.intensity), stored, patient)
-
-    def final_scores(self, scores: np.ndarray, stored: np.ndarray | None) -> np.ndarray:
-        """The reported scores from the model's own ``scores`` (fused with sharpness, of the
-        stored-intensity images ``stored`` (N, S, S), if the model keeps a fusion)."""
-        if self.sharpness is None:
-            return scores
-        if stored is None:
-            raise ValueError("a sharpness fusion needs the images at their stored intensities")
-        return self.sharpness.fused(scores, stored)
 
     def predict(
         self,
@@ -235,57 +217,63 @@ class ScoringModel(ABC):
         inputs: Sequence[str | Path | np.ndarray],
         specificity: float = 0.95,
         batch_size: int = 32,
+        options: ScoringOptions | None = None,
+        num_workers: int = 0,
+        chunk: int = CHUNK,
     ) -> Iterator[list[Prediction]]:
-        """Predictions batch by batch (bad inputs become error rows, never exceptions)."""
+        """Predictions chunk by chunk, in input order (bad inputs become error rows, never
+        exceptions): inputs read by ``num_workers`` loader processes, scored on the devices
+        of ``options`` (by default this process's CPU)."""
+        options = options or ScoringOptions(batch_size=batch_size)
         threshold = self.calibration.threshold(specificity)
-        for start in range(0, len(inputs), batch_size):
-            chunk = inputs[start : start + batch_size]
-            rows: list[Prediction] = []
-            good: list[tuple[Prediction, LoadedInput]] = []
-            for index, item in enumerate(chunk, start=start):
-                label = f"<array {index}>" if isinstance(item, np.ndarray) else str(item)
-                row = Prediction(path=label, model=self.name, threshold=threshold)
-                try:
-                    loaded = self.load(item)
-                    row.patient_id = loaded.patient_id
-                    good.append((row, loaded))
-                except ImageReadError as err:
-                    row.error = " ".join(err.reason.split())  # one line, for the CSV
-                rows.append(row)
-            if good:
-                images = np.stack([x.pixels for _, x in good])
-                scores, maps, recon = self.score_batch(images)
-                stored = None
-                if self.sharpness is not None:
-                    stored = np.stack([x.stored for _, x in good if x.stored is not None])
-                scores = self.final_scores(scores, stored)
-                self.fill([p for p, _ in good], images, scores, maps, recon, threshold)
-            yield rows
+        infer = self.inference(options)
+        for start in range(0, len(inputs), chunk):
+            items = list(inputs[start : start + chunk])
+            loader = DataLoader(
+                _Inputs(self, items, start), batch_size=options.batch_size, num_workers=num_workers
+            )
+            yield self._predictions(_Inputs.labels(items, start), infer(loader), threshold)
 
-    def fill(
-        self,
-        rows: Sequence[Prediction],
-        images: np.ndarray,
-        scores: np.ndarray,
-        maps: np.ndarray,
-        recon: np.ndarray | None,
-        threshold: float,
-    ) -> None:
-        """Complete ``rows`` from the model's outputs on their images (N, S, S) (``scores``
-        as reported: see :meth:`final_scores`)."""
-        distances = (
-            self.input_statistics.distance(images) if self.input_statistics is not None else None
+    def _predictions(
+        self, labels: Sequence[str], inferred: Inferred, threshold: float
+    ) -> list[Prediction]:
+        """Rows in input order from the inference over the inputs named ``labels``."""
+        extras = inferred.extras
+        rows = [
+            Prediction(
+                path=label,
+                model=self.name,
+                threshold=threshold,
+                patient_id=extras["patient"][i] or None,
+                error=extras["error"][i] or None,
+            )
+            for i, label in enumerate(labels)
+        ]
+        good = [i for i in range(len(labels)) if bool(extras["ok"][i])]
+        if not good:
+            return rows
+        images = np.stack([np.asarray(extras["pixels"][i]) for i in good])
+        stored = None
+        if self.sharpness is not None:
+            stored = np.stack([np.asarray(extras["stored"][i]) for i in good])
+        scores = self.post_processor.reported_values(
+            inferred.scores[self.model_score][good], stored
         )
-        for i, row in enumerate(rows):
-            if distances is not None and self.input_statistics is not None:
-                row.input_distance = float(distances[i])
-                row.out_of_distribution = bool(self.input_statistics.novel(distances[i]))
-            row.score = float(scores[i])
-            row.normal_percentile = float(self.calibration.percentile(scores[i]))
-            row.decision = "abnormal" if scores[i] > threshold else "normal"
-            row.image = images[i]
-            row.anomaly_map = maps[i]
+        statistics = self.post_processor.input_statistics
+        distances = statistics.distance(images) if statistics is not None else None
+        recon = inferred.reconstructions
+        for k, i in enumerate(good):
+            row = rows[i]
+            if distances is not None and statistics is not None:
+                row.input_distance = float(distances[k])
+                row.out_of_distribution = bool(statistics.novel(distances[k]))
+            row.score = float(scores[k])
+            row.normal_percentile = float(self.calibration.percentile(scores[k]))
+            row.decision = "abnormal" if scores[k] > threshold else "normal"
+            row.image = images[k]
+            row.anomaly_map = inferred.maps[i]
             row.reconstruction = None if recon is None else recon[i]
+        return rows
 
     def overlay(self, prediction: Prediction) -> np.ndarray:
         """RGB uint8: the image, its red heatmap and (if the model has one) the reconstruction,
@@ -293,8 +281,11 @@ class ScoringModel(ABC):
         if prediction.image is None or prediction.anomaly_map is None:
             raise ValueError("no image to draw for a failed prediction")
         image = prediction.image
-        amap = drawn_map(prediction.anomaly_map, image, self.map_region, self.map_floor)
-        heat = viz.red_heatmap_overlay(image, amap, vmax=self.map_scale, vmin=self.map_floor)
+        floor = self.post_processor.map_floor
+        amap = drawn_map(prediction.anomaly_map, image, self.map_region, floor)
+        heat = viz.red_heatmap_overlay(
+            image, amap, vmax=self.post_processor.map_scale or None, vmin=floor
+        )
         panels = [np.repeat(image[..., None], 3, axis=2), heat]
         labels = ["image", "anomaly map (red)"]
         if prediction.reconstruction is not None:
@@ -311,7 +302,7 @@ class ScoringModel(ABC):
 
 
 class TrainedModel(ScoringModel):
-    """A trained model with the preprocessing and calibration recorded in its run folder."""
+    """A trained model with the preprocessing and post-processor recorded in its run folder."""
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
@@ -322,25 +313,23 @@ class TrainedModel(ScoringModel):
         self.size = data.size
         self.intensity = data.intensity
         self.read_options = ReadOptions(apply_voi_lut=data.apply_voi_lut)
-        self.score_name = self.model.config.default_score
+        self.model_score = self.model.config.default_score
         self.map_region = self.model.map_region
         self.trained_on = data.spec
-        self._calibrate(self.metadata.calibration, self.run_dir)
+        self._post_process(self.metadata.post_processor, self.run_dir)
 
-    def score_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        inferred = infer_arrays(self.model, images[:, None], len(images), reconstructions=True)
-        return (
-            inferred.scores[self.model_score],
-            inferred.maps,
-            inferred.reconstructions,
+    def inference(self, options: ScoringOptions) -> Callable[[DataLoader[Batch]], Inferred]:
+        """Through :func:`inference.infer_loader` (one Trainer for every loader)."""
+        trainer = build_predict_trainer(options)
+        return lambda loader: infer_loader(
+            self.model, loader, reconstructions=True, trainer=trainer
         )
 
 
 class ExportedModel(ScoringModel):
-    """A model exported by ``cxr-anomaly export``, scored through onnxruntime."""
+    """A model exported by ``cxr-anomaly export``, scored through onnxruntime on the CPU."""
 
     def __init__(self, export_dir: str | Path) -> None:
-
         self.export_dir = Path(export_dir)
         self.description = read_export(self.export_dir)
         preprocessing = self.description["preprocessing"]
@@ -348,16 +337,38 @@ class ExportedModel(ScoringModel):
         self.size = int(preprocessing["image_size"])
         self.intensity = str(preprocessing["intensity"])
         self.read_options = ReadOptions(apply_voi_lut=bool(preprocessing["apply_voi_lut"]))
-        self.score_name = str(self.description["score"])
+        self.model_score = str(self.description["score"])
         self.map_region = self.description.get("map_region")
         self.trained_on = str(self.description.get("exported_from", self.export_dir))
-        self._calibrate(self.description["calibration"], self.export_dir)
+        post_processor = PostProcessor.from_dict(self.description["post_processor"])
+        self._post_process(post_processor, self.export_dir)
         self.session = onnx_session(self.export_dir / str(self.description["onnx"]))
 
-    def score_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        outputs = self.session.run(None, {"image": np.ascontiguousarray(images[:, None])})
-        recon = outputs[2][:, 0] if len(outputs) > 2 else None
-        return outputs[0], outputs[1][:, 0], recon
+    def score_batch(self, images: np.ndarray) -> BatchOutput:
+        """The graph's outputs for preprocessed images (B, 1, S, S), every map kept."""
+        outputs = self.session.run(None, {"image": np.ascontiguousarray(images)})
+        index = np.arange(len(images))
+        return BatchOutput(
+            index=index,
+            scores={self.model_score: np.asarray(outputs[0], np.float64)},
+            kept=index,
+            maps=outputs[1][:, 0],
+            recon=outputs[2][:, 0] if len(outputs) > 2 else None,
+        )
+
+    def inference(self, options: ScoringOptions) -> Callable[[DataLoader[Batch]], Inferred]:
+        """Through onnxruntime, batch by batch (``options`` name no device for it)."""
+
+        def run(loader: DataLoader[Batch]) -> Inferred:
+            parts = []
+            for batch in loader:
+                part = self.score_batch(batch["image"].numpy())
+                part.index = part.kept = batch["index"].numpy()
+                part.extras = {k: v for k, v in batch.items() if k not in ("image", "index")}
+                parts.append(part)
+            return assemble(parts, len(loader.dataset))  # type: ignore[arg-type]
+
+        return run
 
 
 def load_model(run_dir: str | Path) -> ScoringModel:
@@ -426,24 +437,36 @@ def _row(prediction: Prediction, overlay: str) -> dict[str, str]:
     }
 
 
-class _InputFiles(Dataset[dict[str, Any]]):
-    """Input files read and preprocessed as the model's training data; errors kept, not raised
-    (an unreadable file is an all-zero image with ``ok`` false, scored and then ignored)."""
+class _Inputs(Dataset[Batch]):
+    """Inputs (files or grey arrays) read and preprocessed as the model's training data; errors
+    kept, not raised (an unreadable file is an all-zero image with ``ok`` false, scored and then
+    ignored)."""
 
-    def __init__(self, model: ScoringModel, paths: Sequence[str]) -> None:
+    def __init__(
+        self, model: ScoringModel, items: Sequence[str | Path | np.ndarray], start: int = 0
+    ) -> None:
         self.model = model
-        self.paths = list(paths)
+        self.items = list(items)
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.items)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    @staticmethod
+    def labels(items: Sequence[str | Path | np.ndarray], start: int = 0) -> list[str]:
+        """How each input is named in its row: its path, or ``<array N>`` (N: its position)."""
+        return [
+            f"<array {start + i}>" if isinstance(item, np.ndarray) else str(item)
+            for i, item in enumerate(items)
+        ]
+
+    def __getitem__(self, index: int) -> Batch:
         size = self.model.size
-        item: dict[str, Any] = {"index": index, "ok": True, "error": "", "patient": ""}
+        item: Batch = {"index": index, "ok": True, "error": "", "patient": ""}
         try:
-            loaded = self.model.load(self.paths[index])
-            patient = loaded.patient_id or ""
-            item.update(image=torch.from_numpy(loaded.pixels)[None], patient=patient)
+            loaded = self.model.load(self.items[index])
+            item.update(
+                image=torch.from_numpy(loaded.pixels)[None], patient=loaded.patient_id or ""
+            )
             if loaded.stored is not None:
                 item["stored"] = torch.from_numpy(loaded.stored)
         except ImageReadError as err:
@@ -454,69 +477,6 @@ class _InputFiles(Dataset[dict[str, Any]]):
         if self.model.sharpness is not None and "stored" not in item:
             item["stored"] = torch.zeros(size, size)
         return item
-
-
-def _exported_batch(model: ScoringModel, batch: dict[str, Any]) -> dict[str, Any]:
-    """One batch scored by an exported model, in the form of :func:`inference.infer_batch`."""
-    scores, maps, recon = model.score_batch(batch["image"][:, 0].numpy())
-    extras = {k: v for k, v in batch.items() if k not in ("image", "index")}
-    return {
-        "index": batch["index"].numpy(),
-        "scores": {model.model_score: scores.astype(np.float64)},
-        "kept": batch["index"].numpy(),
-        "maps": maps,
-        "recon": recon,
-        "reduced": [],
-        "extras": extras,
-    }
-
-
-def _predictions(
-    model: ScoringModel, paths: Sequence[str], inferred: Inferred, threshold: float
-) -> list[Prediction]:
-    """Rows in input order from the inference over ``paths`` (every map and image kept)."""
-    extras = inferred.extras
-    rows = [
-        Prediction(
-            path=path,
-            model=model.name,
-            threshold=threshold,
-            patient_id=extras["patient"][i] or None,
-            error=extras["error"][i] or None,
-        )
-        for i, path in enumerate(paths)
-    ]
-    good = [i for i in range(len(paths)) if bool(extras["ok"][i])]
-    if good:
-        recon = inferred.reconstructions
-        stored = None
-        if model.sharpness is not None:
-            stored = np.stack([np.asarray(extras["stored"][i]) for i in good])
-        model.fill(
-            [rows[i] for i in good],
-            np.stack([np.asarray(extras["pixels"][i]) for i in good]),
-            model.final_scores(inferred.scores[model.model_score][good], stored),
-            inferred.maps[good],
-            None if recon is None else recon[good],
-            threshold,
-        )
-    return rows
-
-
-def _chunk_inference(
-    model: ScoringModel, options: ScoringOptions
-) -> Callable[[DataLoader[dict[str, Any]]], Inferred]:
-    """Inference over a loader of input files: a trained model through
-    :func:`inference.infer_loader` on the devices of ``options`` (one Trainer for every chunk),
-    an exported one through onnxruntime on the CPU."""
-    if isinstance(model, TrainedModel):
-        trainer = build_predict_trainer(options)
-        network = model.model
-        return lambda loader: infer_loader(network, loader, reconstructions=True, trainer=trainer)
-    return lambda loader: assemble(
-        [_exported_batch(model, batch) for batch in loader],
-        len(loader.dataset),  # type: ignore[arg-type]
-    )
 
 
 def run_predict(
@@ -550,18 +510,12 @@ def run_predict(
     todo = [p for p in paths if p not in previous]
     done = dict(previous)
     options = options or ScoringOptions(batch_size=batch_size)
-    threshold = model.calibration.threshold(specificity)
-    infer_chunk = _chunk_inference(model, options)
     primary = is_global_zero()
-    for start in range(0, len(todo), CHUNK):
-        chunk = todo[start : start + CHUNK]
-        loader = DataLoader(
-            _InputFiles(model, chunk), batch_size=options.batch_size, num_workers=num_workers
-        )
-        inferred = infer_chunk(loader)
+    chunks = model.iter_predict(todo, specificity, options=options, num_workers=num_workers)
+    for predictions in chunks:
         if not primary:
             continue
-        for prediction in _predictions(model, chunk, inferred, threshold):
+        for prediction in predictions:
             overlay = ""
             if prediction.ok:
                 overlay = f"overlays/{overlay_name(prediction.path)}"

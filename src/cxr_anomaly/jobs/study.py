@@ -32,7 +32,8 @@ from cxr_anomaly.models.components.lightning_model import AnomalyModel
 from cxr_anomaly.models.presets import build_run_config
 from cxr_anomaly.models.registry import DEMO, model_names
 from cxr_anomaly.postprocess.baselines import BATCH
-from cxr_anomaly.postprocess.sharpness_fusion import stored_fusion, stored_intensity_views
+from cxr_anomaly.postprocess.post_processor import PostProcessor
+from cxr_anomaly.postprocess.sharpness_fusion import stored_intensity_views
 from cxr_anomaly.reporting.examples import Examples, select_examples
 from cxr_anomaly.reporting.html import write_study_report
 from cxr_anomaly.reporting.results import ModelResult, StudyContext, write_study
@@ -60,11 +61,11 @@ class StudyOptions:
 
 
 def _add_sharpness_fusion(
-    scored: ScoredSplit, calibration: dict[str, Any], data: PreparedData
+    scored: ScoredSplit, post_processor: PostProcessor | None, data: PreparedData
 ) -> None:
     """The fused score of a model trained with ``fuse_sharpness``, made its default score (as
     ``predict`` reports it); its own score stays among the others."""
-    fusion = stored_fusion(calibration)
+    fusion = None if post_processor is None else post_processor.sharpness
     if fusion is None:
         return
     (stored,) = stored_intensity_views(data, scored.split)
@@ -83,24 +84,23 @@ def _model_result(
 ) -> ModelResult:
     """Score ``view`` with one trained model, measure it, and add its outputs to ``examples``."""
     scored = score_split(model, view, options.scoring)
-    _add_sharpness_fusion(scored, metadata.calibration, data)
+    pp = metadata.post_processor
+    _add_sharpness_fusion(scored, pp, data)
     evaluation = evaluate_scored(scored, n_boot=options.n_boot, seed=options.seed)
-    examples.add_model(model, float(metadata.calibration.get("map_floor") or 0.0))
+    examples.add_model(model, 0.0 if pp is None else pp.map_floor)
     config = {
         "model_params": metadata.model_params,
         "train": metadata.train,
         "protocol": metadata.protocol,
     }
-    return ModelResult(
-        metadata.model, evaluation, scored, metadata.training, config, run_dir, metadata.calibration
-    )
+    return ModelResult(metadata.model, evaluation, scored, metadata.training, config, run_dir, pp)
 
 
 def _references(
     data: PreparedData, view: SplitView, results: list[ModelResult], n_boot: int
 ) -> dict[str, ReferenceScore]:
     models = [
-        CalibratedScores(r.name, r.scored.default_score, r.scored.score, r.calibration)
+        CalibratedScores(r.name, r.scored.default_score, r.scored.score, r.post_processor)
         for r in results
     ]
     return reference_scores(data, view, models, n_boot)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 from lightning.pytorch.callbacks import Callback, Timer
 
 from cxr_anomaly.core import atomic
@@ -28,15 +27,9 @@ from cxr_anomaly.core.config import (
 )
 from cxr_anomaly.core.hardware import resolve_precision
 from cxr_anomaly.data.datamodule import CxrDataModule, PreparedData
+from cxr_anomaly.jobs.calibrate import post_processor_of_run
 from cxr_anomaly.models.components.lightning_model import AnomalyModel
 from cxr_anomaly.models.registry import build_model
-from cxr_anomaly.postprocess.baselines import BATCH
-from cxr_anomaly.postprocess.calibration import ScoreCalibration, calibrate_with_scores
-from cxr_anomaly.postprocess.sharpness_fusion import (
-    CALIBRATION_KEY,
-    fit_sharpness_fusion,
-    stored_intensity_views,
-)
 from cxr_anomaly.runtime.checkpoint import (
     META_FILE,
     ModelMetadata,
@@ -145,24 +138,9 @@ def train(
     )
     if trainer.is_global_zero:
         metadata = _metadata(config, result, trainer)
-        metadata.calibration = _calibration(model, data, config.train)
+        metadata.post_processor = post_processor_of_run(model, data, config.train)
         save_model(model, run_dir, metadata)
     return result
-
-
-def _calibration(model: AnomalyModel, data: PreparedData, train: TrainConfig) -> dict[str, Any]:
-    """The scores' calibration on the normal validation images (and the sharpness fusion)."""
-    normal_val = data.view("val_normal")
-    if not len(normal_val):
-        if train.fuse_sharpness:
-            log.warning("no normal validation images: the sharpness fusion cannot be fitted")
-        return {}
-    log.info("calibrating scores on %d normal validation images", len(normal_val))
-    calibration, normal_scores = calibrate_with_scores(model, normal_val.images(), train.batch_size)
-    if train.fuse_sharpness:
-        score = model.config.default_score
-        _add_sharpness_fusion(calibration, data, normal_scores[score], score)
-    return calibration
 
 
 def refit_normal(run_dir: Path, out_dir: Path, model_overrides: dict[str, Any]) -> Path:
@@ -198,7 +176,7 @@ def refit_normal(run_dir: Path, out_dir: Path, model_overrides: dict[str, Any]) 
     model.fit_normal_images(train_view.batches(train_config.batch_size), len(train_view))
     metadata.model_params = asdict(model.config)
     metadata.training = {**metadata.training, "refit_from": str(run_dir)}
-    metadata.calibration = _calibration(model, data, train_config)
+    metadata.post_processor = post_processor_of_run(model, data, train_config)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_model(model, out_dir, metadata)
     return out_dir
@@ -207,21 +185,6 @@ def refit_normal(run_dir: Path, out_dir: Path, model_overrides: dict[str, Any]) 
 def _is_statistic(model: AnomalyModel, key: str) -> bool:
     """Whether ``key`` of the state dict is a buffer (fitted normal statistics), not a weight."""
     return key in dict(model.named_buffers())
-
-
-def _add_sharpness_fusion(
-    calibration: dict[str, Any], data: PreparedData, normal_scores: np.ndarray, score: str
-) -> None:
-    """Fit the fusion of ``score`` with the sharpness detector (which sees the images at their
-    stored intensities) and add it, and the fused score's calibration, to ``calibration``."""
-    log.info("fitting the sharpness fusion of %s", score)
-    stored_train, stored_val = stored_intensity_views(data, "train", "val_normal")
-    fusion = fit_sharpness_fusion(
-        stored_train.batches(BATCH), stored_val.batches(BATCH), normal_scores, score
-    )
-    fused = fusion.fused(normal_scores, stored_val.batches(BATCH))
-    calibration[CALIBRATION_KEY] = fusion.to_dict()
-    calibration["scores"][fusion.name] = asdict(ScoreCalibration.fit(fused))
 
 
 def _metadata(config: RunConfig, result: TrainResult, trainer: L.Trainer) -> ModelMetadata:

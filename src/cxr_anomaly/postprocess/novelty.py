@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
-from sklearn.covariance import LedoitWolf
+import torch
+
+from cxr_anomaly.models.components.gaussian import ledoit_wolf, mahalanobis
+from cxr_anomaly.postprocess.baselines import detail_energy
 
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 FEATURES = (
@@ -37,7 +39,7 @@ def image_statistics(images: np.ndarray) -> np.ndarray:
     array = np.asarray(images, dtype=np.float64)
     squares = array.reshape(len(array), array.shape[-2], array.shape[-1])
     flat = squares.reshape(len(array), -1)
-    detail = np.array([np.abs(ndimage.laplace(image)).mean() for image in squares])
+    detail = detail_energy(squares)
     return np.column_stack(
         [
             flat.mean(1),
@@ -65,10 +67,10 @@ class InputStatistics:
         if len(images) < 3:
             raise ValueError("input statistics need at least three normal images")
         features = image_statistics(images)
-        estimator = LedoitWolf().fit(features)
+        mean, precision = ledoit_wolf(features)
         fitted = cls(
-            mean=estimator.location_.tolist(),
-            precision=estimator.precision_.tolist(),
+            mean=mean.tolist(),
+            precision=precision.tolist(),
             limit=0.0,
             n_images=len(images),
         )
@@ -77,9 +79,12 @@ class InputStatistics:
 
     def distance_of(self, features: np.ndarray) -> np.ndarray:
         """Mahalanobis distances of feature rows (N, F) to the normal images."""
-        diff = np.asarray(features, dtype=np.float64) - np.asarray(self.mean)
-        squared = np.einsum("nf,fg,ng->n", diff, np.asarray(self.precision), diff)
-        return np.sqrt(np.clip(squared, 0.0, None))
+        distances = mahalanobis(
+            torch.as_tensor(np.asarray(features, np.float64)),
+            torch.tensor(self.mean, dtype=torch.float64),
+            torch.tensor(self.precision, dtype=torch.float64),
+        )
+        return distances.double().numpy()
 
     def distance(self, images: np.ndarray) -> np.ndarray:
         """Mahalanobis distances of images (N, S, S) to the normal images."""

@@ -1,4 +1,4 @@
-"""A model's score fused with the sharpness detector, stored with the model for ``predict``.
+"""A model's score fused with the sharpness detector, kept in the model's post-processor.
 
 Pneumonia lowers an image's fine-detail energy, on ZhangLab's ``train/`` and on its official test
 images alike (docs/results.md), and a model that reads anatomy misses part of that cue when its
@@ -8,8 +8,8 @@ validation images: the model's default score, and the sharpness detector's dista
 images) of the
 image at its *stored* intensities, whatever the model's own intensity standardisation. That is
 the fusion ``benchmarks/ablation.py`` measures (``sharpness: true``), here fitted once at training
-time, calibrated on the same normal validation images, and kept in ``model.json``; ``evaluate``
-and ``predict`` report it as the model's score.
+time, calibrated on the same normal validation images, and kept in the model's post-processor
+(:mod:`.post_processor`); ``evaluate`` and ``predict`` report it as the model's score.
 
 Example:
     >>> fusion = fit_sharpness_fusion(train, val, val_scores, "l1")  # doctest: +SKIP
@@ -18,23 +18,19 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from cxr_anomaly.core.normalise import zscore
+from cxr_anomaly.core.normalise import fuse, zscore
 from cxr_anomaly.data.datamodule import PreparedData, SplitView
 from cxr_anomaly.postprocess.baselines import Images, SharpnessDistance
-
-CALIBRATION_KEY = "sharpness_fusion"
-"""Where the fusion is kept in a model's calibration (``model.json``, export descriptions)."""
 
 
 @dataclass(frozen=True)
 class SharpnessFusion:
     """The statistics the fused score is computed from (all fitted on normal images); the fused
-    score's calibration is kept beside the model's own scores (``calibration["scores"]``)."""
+    score's calibration is kept beside the model's own scores in the post-processor."""
 
     score: str
     #: The model's ``score`` on normal validation images: mean and spread (ddof 1).
@@ -63,15 +59,7 @@ class SharpnessFusion:
             raise ValueError(f"{len(scores)} scores for {len(distances)} images")
         model_z = zscore(np.asarray(scores, np.float64), self.score_mean, self.score_std)
         sharp_z = zscore(distances, self.sharpness_mean, self.sharpness_std)
-        return np.asarray((model_z + sharp_z) / 2.0, dtype=np.float64)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (``from_dict`` reads it back)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> SharpnessFusion:
-        return cls(**raw)
+        return np.asarray(fuse([model_z, sharp_z]), dtype=np.float64)
 
 
 def _mean_std(values: np.ndarray) -> tuple[float, float]:
@@ -106,12 +94,6 @@ def fit_sharpness_fusion(
     return SharpnessFusion(
         score, score_mean, score_std, detector.mean, detector.spread, sharpness_mean, sharpness_std
     )
-
-
-def stored_fusion(calibration: dict[str, Any]) -> SharpnessFusion | None:
-    """The fusion kept in a model's calibration, or ``None`` if it was trained without one."""
-    raw = calibration.get(CALIBRATION_KEY)
-    return SharpnessFusion.from_dict(raw) if raw else None
 
 
 def stored_intensity_views(data: PreparedData, *splits: str) -> list[SplitView]:

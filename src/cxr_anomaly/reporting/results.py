@@ -20,6 +20,7 @@ import numpy as np
 from cxr_anomaly.core import atomic
 from cxr_anomaly.evaluation.references import ReferenceScore
 from cxr_anomaly.evaluation.split_scores import Evaluation, ScoredSplit
+from cxr_anomaly.postprocess.post_processor import PostProcessor
 from cxr_anomaly.reporting import viz
 from cxr_anomaly.reporting.examples import Examples
 from cxr_anomaly.runtime.checkpoint import library_versions
@@ -38,7 +39,7 @@ class ModelResult:
     training: dict[str, Any]
     config: dict[str, Any]
     run_dir: Path
-    calibration: dict[str, Any] = field(default_factory=dict)
+    post_processor: PostProcessor | None = None
 
 
 @dataclass
@@ -104,24 +105,17 @@ def _results_json(
 
 
 def references_of(results_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The trivial detectors and fusions of a ``results.json`` (called ``baselines`` in files
-    written before they were renamed)."""
-    return dict(results_json.get("references", results_json.get("baselines", {})))
+    """The trivial detectors and fusions of a ``results.json``."""
+    return dict(results_json.get("references", {}))
 
 
 def _map_floor(result: ModelResult, examples: Examples) -> float:
-    """Where a model's heatmap starts to be red: the calibrated median normal pixel, or for runs
-    calibrated before it was recorded, the median of the shown maps' nonzero pixels."""
-    stored = result.calibration.get("map_floor")
-    if stored is not None:
-        return float(stored)
+    """Where a model's heatmap starts to be red: the calibrated median normal pixel, or for a
+    run without normal validation images, the median of the shown maps' nonzero pixels."""
+    if result.post_processor is not None:
+        return result.post_processor.map_floor
     shown = np.asarray(examples.maps[result.name])
     return float(np.median(shown[shown > 0])) if (shown > 0).any() else 0.0
-
-
-def _has_scale(result: ModelResult) -> bool:
-    """Whether the heatmap scale was calibrated (on normal validation images), as in predict."""
-    return bool(result.calibration.get("map_scale"))
 
 
 def _write_reference_scores(
@@ -180,7 +174,11 @@ def write_study(
             masks=examples.masks,
             titles=examples.titles,
             vmin={r.name: _map_floor(r, examples) for r in results},
-            vmax={r.name: r.calibration["map_scale"] for r in results if _has_scale(r)},
+            vmax={
+                r.name: r.post_processor.map_scale
+                for r in results
+                if r.post_processor is not None and r.post_processor.map_scale
+            },
         )
     if references and results:
         _write_reference_scores(

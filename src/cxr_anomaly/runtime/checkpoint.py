@@ -2,7 +2,8 @@
 
 ``RUN_DIR/model.safetensors`` holds the weights (EMA copies included); ``RUN_DIR/model.json``
 the model name and hyperparameters, the training settings, the data and preprocessing that
-produced it, the score calibration and the library versions. Nothing is unpickled on load.
+produced it, its post-processor (score calibration, map scale, input statistics) and the
+library versions. Nothing is unpickled on load.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from cxr_anomaly import __version__
 from cxr_anomaly.core import atomic
 from cxr_anomaly.core.config import DataConfig, TrainConfig, from_dict
 from cxr_anomaly.models.registry import build_model
+from cxr_anomaly.postprocess.post_processor import PostProcessor
 
 if TYPE_CHECKING:
     from cxr_anomaly.models.components.lightning_model import AnomalyModel
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
 
@@ -63,7 +65,8 @@ class ModelMetadata:
     data: dict[str, Any]
     protocol: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
-    calibration: dict[str, Any] = field(default_factory=dict)
+    #: Fitted on the normal validation images; ``None`` for a run without them.
+    post_processor: PostProcessor | None = None
     versions: dict[str, str] = field(default_factory=library_versions)
     format_version: int = FORMAT_VERSION
 
@@ -71,12 +74,22 @@ class ModelMetadata:
     def data_config(self) -> DataConfig:
         return from_dict(DataConfig, self.data)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as ``model.json`` holds it."""
+        pp = self.post_processor
+        return {**asdict(self), "post_processor": None if pp is None else pp.to_dict()}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelMetadata:
+        pp = raw.get("post_processor")
+        return cls(**{**raw, "post_processor": PostProcessor.from_dict(pp) if pp else None})
+
 
 def save_model(model: AnomalyModel, run_dir: Path, metadata: ModelMetadata) -> None:
     """Write the weights and metadata atomically (weights first, so JSON marks completion)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic.write_bytes(run_dir / WEIGHTS_FILE, save(state))
-    atomic.write_text(run_dir / META_FILE, json.dumps(asdict(metadata), indent=2))
+    atomic.write_text(run_dir / META_FILE, json.dumps(metadata.to_dict(), indent=2))
 
 
 def read_metadata(run_dir: Path) -> ModelMetadata:
@@ -89,7 +102,10 @@ def read_metadata(run_dir: Path) -> ModelMetadata:
         raise CheckpointError(f"{path}: unreadable model metadata: {err}") from err
     if raw.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: unsupported format version {raw.get('format_version')}")
-    return ModelMetadata(**raw)
+    try:
+        return ModelMetadata.from_dict(raw)
+    except (TypeError, KeyError, ValueError) as err:
+        raise CheckpointError(f"{path}: model metadata of another version: {err}") from err
 
 
 def load_weights(run_dir: Path, metadata: ModelMetadata | None = None) -> AnomalyModel:

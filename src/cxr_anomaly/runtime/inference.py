@@ -13,7 +13,7 @@ other entries of a mapping (a file's read error, its patient id) come back besid
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,30 @@ class Inferred:
     reduced: list[Any] = field(default_factory=list)
 
 
+@dataclass
+class BatchOutput:
+    """What one batch gave, as numpy arrays on the host (:func:`assemble` joins them).
+
+    The small per-batch arrays are numpy copies, not tensors: a split's worth of small tensors
+    kept between the batches' large activations fragments the C heap, and the process's memory
+    then grows with the split although what it holds does not.
+    """
+
+    #: (B,) the images' indices in the dataset (a padded last batch repeats some).
+    index: np.ndarray
+    #: Every score, (B,) each.
+    scores: dict[str, np.ndarray]
+    #: The indices whose map (and reconstruction) are kept, and those maps (K, S, S).
+    kept: np.ndarray
+    maps: np.ndarray
+    #: The kept images' reconstructions (K, S, S), or None.
+    recon: np.ndarray | None = None
+    #: What a map reducer kept instead of the maps.
+    reduced: list[Any] = field(default_factory=list)
+    #: The batch's other entries, one value per image.
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
 def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     if isinstance(batch, Mapping):
         extras = {k: v for k, v in batch.items() if k not in ("image", "index")}
@@ -64,16 +88,11 @@ def infer_batch(
     reconstructions: bool = False,
     map_dtype: torch.dtype = torch.float32,
     reduce_maps: MapReducer | None = None,
-) -> dict[str, Any]:
-    """One batch through ``model.infer``, as numpy arrays on the host: the indices, every score,
-    and the default map (as ``map_dtype``; float16 halves what a split's maps hold) and with
-    ``reconstructions`` the reconstruction of the images whose index ``keep`` marks (all without
-    ``keep``). With ``reduce_maps``, what it keeps of the maps replaces them.
-
-    The small per-batch arrays are numpy copies, not tensors: a split's worth of small tensors
-    kept between the batches' large activations fragments the C heap, and the process's memory
-    then grows with the split although what it holds does not.
-    """
+) -> BatchOutput:
+    """One batch through ``model.infer``: the indices, every score, and the default map (as
+    ``map_dtype``; float16 halves what a split's maps hold) and with ``reconstructions`` the
+    reconstruction of the images whose index ``keep`` marks (all without ``keep``). With
+    ``reduce_maps``, what it keeps of the maps replaces them."""
     images, index_tensor, extras = _unpack(batch)
     index = index_tensor.cpu().numpy().astype(np.int64)
     result = model.infer(images)
@@ -86,43 +105,44 @@ def infer_batch(
     if reduce_maps is not None:
         reduced = reduce_maps(index[chosen], kept_maps.float().cpu().numpy())
         kept_maps = kept_maps[:0]
-    return {
-        "index": index,
-        "scores": {
+    return BatchOutput(
+        index=index,
+        scores={
             name: values.cpu().numpy().astype(np.float64) for name, values in result.scores.items()
         },
-        "kept": index[chosen],
-        "maps": kept_maps.to(map_dtype).cpu().numpy().copy(),
-        "reduced": reduced,
-        "recon": (
-            None if recon is None or not reconstructions else recon[on_device, 0].cpu().numpy()
-        ),
-        "extras": {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in extras.items()},
-    }
+        kept=index[chosen],
+        maps=kept_maps.to(map_dtype).cpu().numpy().copy(),
+        reduced=reduced,
+        recon=None if recon is None or not reconstructions else recon[on_device, 0].cpu().numpy(),
+        extras={k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in extras.items()},
+    )
 
 
-def assemble(outputs: list[dict[str, Any]], n: int) -> Inferred:
+def assemble(outputs: Sequence[BatchOutput], n: int) -> Inferred:
     """The outputs of :func:`infer_batch` over ``n`` images, each image once, in index order."""
     if not outputs:
         raise ValueError("nothing was scored")
-    index = np.concatenate([o["index"] for o in outputs])
+    index = np.concatenate([o.index for o in outputs])
     order, first = np.unique(index, return_index=True)
     if len(order) != n:
         raise RuntimeError(f"scored {len(order)} of {n} images")
     scores = {
-        name: np.concatenate([o["scores"][name] for o in outputs])[first]
-        for name in outputs[0]["scores"]
+        name: np.concatenate([o.scores[name] for o in outputs])[first] for name in outputs[0].scores
     }
-    kept_all = np.concatenate([o["kept"] for o in outputs])
+    kept_all = np.concatenate([o.kept for o in outputs])
     kept, kept_first = np.unique(kept_all, return_index=True)
-    maps = np.concatenate([o["maps"] for o in outputs])
+    maps = np.concatenate([o.maps for o in outputs])
     maps = maps[kept_first] if len(maps) else maps
-    reduced = {r.index: r for o in outputs for r in o["reduced"]}  # padding repeats images
-    has_recon = outputs[0]["recon"] is not None
-    recon = np.concatenate([o["recon"] for o in outputs])[kept_first] if has_recon else None
+    reduced = {r.index: r for o in outputs for r in o.reduced}  # padding repeats images
+    has_recon = outputs[0].recon is not None
+    recon = (
+        np.concatenate([o.recon for o in outputs if o.recon is not None])[kept_first]
+        if has_recon
+        else None
+    )
     extras = {
-        key: [value for o in outputs for value in _as_list(o["extras"][key])]
-        for key in outputs[0]["extras"]
+        key: [value for o in outputs for value in _as_list(o.extras[key])]
+        for key in outputs[0].extras
     }
     return Inferred(
         scores=scores,
@@ -157,7 +177,7 @@ class InferenceModule(L.LightningModule):
         self.map_dtype = map_dtype
         self.reduce_maps = reduce_maps
 
-    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
+    def predict_step(self, batch: Any, batch_idx: int) -> BatchOutput:
         return infer_batch(
             self.model, batch, self.keep, self.reconstructions, self.map_dtype, self.reduce_maps
         )
@@ -167,7 +187,7 @@ def gather_outputs(outputs: list[Any]) -> list[Any]:
     """Every process's ``Trainer.predict`` outputs, on every process (one all-gather)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return outputs
-    everything: list[list[dict[str, Any]] | None] = [None] * dist.get_world_size()
+    everything: list[list[BatchOutput] | None] = [None] * dist.get_world_size()
     dist.all_gather_object(everything, outputs)
     return [item for part in everything for item in (part or [])]
 
@@ -200,7 +220,7 @@ def infer_loader(
     start = time.perf_counter()
     outputs = trainer.predict(module, dataloaders=loader) or []
     seconds = time.perf_counter() - start
-    parts = gather_outputs([o for o in outputs if isinstance(o, dict)])
+    parts = gather_outputs([o for o in outputs if isinstance(o, BatchOutput)])
     inferred = assemble(parts, len(loader.dataset))  # type: ignore[arg-type]
     inferred.seconds = seconds
     return inferred

@@ -37,8 +37,8 @@ from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDPMScheduler
 
 from cxr_anomaly.core.config import TrainConfig
-from cxr_anomaly.core.filters import REFERENCE_SIDE, at_side
 from cxr_anomaly.core.hardware import cpu_has_bf16
+from cxr_anomaly.core.sizes import REFERENCE_SIDE, at_side
 from cxr_anomaly.models.anoddpm.diffusion import partial_diffusion
 from cxr_anomaly.models.anoddpm.noise import SimplexParams, simplex_noise_like
 from cxr_anomaly.models.anoddpm.noise_stream import PerImageSimplexNoise
@@ -79,8 +79,6 @@ class AnoDDPMConfig(ModelConfig):
     ``channels`` are the UNet's levels at 64x64 (one more level of ``channels[0]`` in front per
     doubling of a larger side); ``attention_resolutions`` the feature-map sides, in pixels,
     whose levels attend (MONAI's middle block attends at the bottleneck too).
-    ``attention_levels``, one flag per level, fixes the layout exactly as written at every size
-    instead (checkpoints written before layouts followed the size carry it).
     ``num_head_channels`` is one value or one per level at 64x64 (the reference's two heads per
     attention block are half of each level's channels); ``resblock_updown`` down- and upsamples
     inside residual blocks, as the reference's ``biggan_updown`` does.
@@ -96,7 +94,6 @@ class AnoDDPMConfig(ModelConfig):
     noise: str = "gaussian"
     channels: tuple[int, ...] = (64, 128, 192, 256)
     attention_resolutions: tuple[int, ...] = (16, 8)
-    attention_levels: tuple[bool, ...] | None = None
     num_res_blocks: int = 2
     num_head_channels: int | tuple[int, ...] = 64
     norm_num_groups: int = 32
@@ -139,8 +136,6 @@ class AnoDDPMConfig(ModelConfig):
         if self.gradient_clip_norm is not None and self.gradient_clip_norm <= 0:
             raise ValueError("gradient_clip_norm must be > 0 (or null: no clipping)")
         levels = self.unet_channels
-        if self.attention_levels is not None and len(self.attention_levels) != len(levels):
-            raise ValueError(f"attention_levels needs one flag per level ({len(levels)})")
         bottleneck = 2 ** (len(levels) - 1)
         if self.image_size % bottleneck:
             raise ValueError(
@@ -151,8 +146,6 @@ class AnoDDPMConfig(ModelConfig):
     @property
     def extra_levels(self) -> int:
         """Levels in front of ``channels``: one per doubling of the side beyond 64 px."""
-        if self.attention_levels is not None:
-            return 0
         return max(0, (self.image_size // REFERENCE_SIDE).bit_length() - 1)
 
     @property
@@ -162,9 +155,7 @@ class AnoDDPMConfig(ModelConfig):
 
     @property
     def unet_attention(self) -> tuple[bool, ...]:
-        """Whether each level attends: as ``attention_levels`` says, else by feature-map side."""
-        if self.attention_levels is not None:
-            return tuple(self.attention_levels)
+        """Whether each level attends: those whose feature-map side is an attention resolution."""
         sides = [self.image_size // 2**level for level in range(len(self.unet_channels))]
         return tuple(side in self.attention_resolutions for side in sides)
 

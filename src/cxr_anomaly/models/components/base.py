@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from cxr_anomaly.core.filters import REFERENCE_SIDE, at_side
+from cxr_anomaly.core.sizes import REFERENCE_SIDE, at_side
 from cxr_anomaly.models.components.maps import image_score, lowpass_l1_map
 
 

@@ -25,8 +25,9 @@ import torch
 import torch.distributed as dist
 
 from cxr_anomaly.core.config import TrainConfig
-from cxr_anomaly.core.filters import at_side, smooth
-from cxr_anomaly.core.normalise import zscore
+from cxr_anomaly.core.filters import smooth
+from cxr_anomaly.core.normalise import fuse, zscore
+from cxr_anomaly.core.sizes import at_side
 from cxr_anomaly.data.augment import augment
 from cxr_anomaly.models.components.base import (
     Inference,
@@ -118,12 +119,8 @@ class AnomalyModel(L.LightningModule, ABC):
         """Add the ``fused`` score and map (see :class:`ModelConfig`)."""
         mean, std = self.fusion_stats.float()
         names = self.config.fuse
-        scores["fused"] = torch.stack(
-            [zscore(scores[n], mean[i], std[i]) for i, n in enumerate(names)]
-        ).mean(0)
-        maps["fused"] = torch.stack(
-            [zscore(maps[n], mean[i], std[i]) for i, n in enumerate(names)]
-        ).mean(0)
+        scores["fused"] = fuse([zscore(scores[n], mean[i], std[i]) for i, n in enumerate(names)])
+        maps["fused"] = fuse([zscore(maps[n], mean[i], std[i]) for i, n in enumerate(names)])
 
     @abstractmethod
     def _infer(self, x: torch.Tensor) -> Inference:
