@@ -105,7 +105,7 @@ def _with_sampler(model: AnoDDPM, sampler: str, stride: int) -> AnoDDPM:
 def modes(run_dir: Path, split: str, full_images: int, n_boot: int) -> dict[str, Any]:
     """Speed and AUROC of a trained run with every DDPM step and with its fast mode."""
     metadata = read_metadata(run_dir)
-    data = PreparedData(metadata.data_config)
+    data = PreparedData(metadata.data)
     data.prepare([split])
     view = data.view(split)
     found: dict[str, Any] = {"run": str(run_dir), "split": split, "n_images": len(view)}
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for run in (Path(r) for r in args.runs.split(",")):
         noise = read_metadata(run).model_params["noise"]
-        size = read_metadata(run).data_config.size
+        size = read_metadata(run).data.size
         ref_seconds, ref_params = reference_seconds_per_image(noise, size, args.reference_images)
         found = modes(run, args.split, args.full_images, args.n_boot)
         found["reference_design"] = {"seconds_per_image": ref_seconds, "parameters_m": ref_params}

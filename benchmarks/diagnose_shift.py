@@ -92,7 +92,7 @@ def model_shift(run_dir: Path) -> dict[str, float]:
     split's normals, and against its abnormals."""
     metadata = read_metadata(run_dir)
     model = load_weights(run_dir, metadata)
-    data = PreparedData(metadata.data_config)
+    data = PreparedData(metadata.data)
     data.prepare(("val_normal", "val"))
 
     def scores(images: np.ndarray) -> np.ndarray:

@@ -114,7 +114,7 @@ def measure_run(real: Path, phantom: Path | None, halves: dict[str, str], seed: 
         "inserted": inserted["model"],
         "inserted_patients": list(patients),
         "robustness": robustness_of_run(real)["mean |AUROC - 0.5|"],
-        "train_minutes": float(metadata.training.get("seconds", float("nan"))) / 60,
+        "train_minutes": metadata.training.seconds / 60,
     }
     if phantom is not None:
         phantom_model, phantom_data, _ = load_run_data(phantom, ("test",))

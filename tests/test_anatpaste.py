@@ -255,7 +255,7 @@ def test_training_writes_a_model_that_reloads_to_identical_scores(trained: Train
     run_dir = trained.run_dir
     metadata = read_metadata(run_dir)
     assert metadata.model == "anatpaste"
-    assert metadata.training["epochs"] == 2
+    assert metadata.training.epochs == 2
     expected_scores = {"mahalanobis", "patch_max", "logit", "multiscale"}
     assert metadata.post_processor is not None
     assert set(metadata.post_processor.scores) == expected_scores

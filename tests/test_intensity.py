@@ -110,7 +110,7 @@ def test_a_trained_model_prepares_new_images_with_its_own_intensity_mode(tmp_pat
     train(config, tmp_path / "run", progress=False)
     model = load_model(tmp_path / "run")
     assert isinstance(model, TrainedModel)
-    assert model.metadata.data_config.intensity == "local"
+    assert model.metadata.data.intensity == "local"
     raw = make_phantom(100, 7).image
     prepared = model.load(raw).pixels
     np.testing.assert_array_equal(prepared, preprocess(raw, config.data.size, "local"))

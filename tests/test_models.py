@@ -123,7 +123,7 @@ def test_training_writes_a_run_that_reloads_to_identical_scores(
     assert (run_dir / "logs" / "metrics.csv").is_file()
     metadata = read_metadata(run_dir)
     assert metadata.model == name
-    assert metadata.training["epochs"] == 1
+    assert metadata.training.epochs == 1
     # Weights are plain tensors in safetensors; no pickle is involved.
     assert all(
         isinstance(v, torch.Tensor) for v in load_file(run_dir / "model.safetensors").values()
@@ -243,7 +243,7 @@ def test_restore_best_keeps_the_weights_of_the_lowest_validation_loss(tmp_path: 
     record = _WeightsByEpoch()
     run = train(config, tmp_path / "run", progress=False, callbacks=[record])
     best = int(np.argmin(record.losses))
-    assert read_metadata(tmp_path / "run").training["best_epoch"] == best
+    assert read_metadata(tmp_path / "run").training.best_epoch == best
     final = run.model.state_dict()
     for key, value in record.weights[best].items():
         torch.testing.assert_close(final[key], value, rtol=0, atol=0, msg=key)
@@ -288,7 +288,7 @@ def test_max_time_stops_training(tmp_path: Path) -> None:
     config = tiny_run("vaegan", tmp_path / "cache", epochs=100_000, max_time="00:00:00:02")
     run = train(config, tmp_path / "run", progress=False)
     assert run.epochs < 100_000
-    assert read_metadata(tmp_path / "run").training["seconds"] < 30
+    assert read_metadata(tmp_path / "run").training.seconds < 30
 
 
 BUNDLED_PRESETS = sorted(

@@ -150,7 +150,7 @@ def test_evaluate_reports_the_fused_score_predict_gives(fused_run: Path, tmp_pat
     assert model.model_score in entry["score_variants"]
     with open(tmp_path / "eval" / "scores" / "anatpaste.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    data = PreparedData(model.metadata.data_config)
+    data = PreparedData(model.metadata.data)
     test = data.view("test")
     assert [r["sample_id"] for r in rows] == test.ids
     own = np.array([float(r[model.model_score]) for r in rows])
@@ -170,7 +170,7 @@ def test_evaluate_compares_with_the_trivial_detectors_at_stored_and_own_intensit
     references = results["references"]
     model = load_model(fused_run)
     assert isinstance(model, TrainedModel)
-    data = PreparedData(model.metadata.data_config)
+    data = PreparedData(model.metadata.data)
     stored = data.at_stored_intensity(("train", "test"))
     labels = data.view("test").labels
     for name, source in (("sharpness", stored), ("sharpness@local", data)):

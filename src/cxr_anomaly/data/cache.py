@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -100,25 +99,34 @@ def _fingerprint(path: Path | None) -> _Fingerprint | None:
     return _Fingerprint(stat.st_size, stat.st_mtime_ns, _file_digest(path))
 
 
+@dataclass(frozen=True)
+class _WorkerJob:
+    """What every row of one preparation shares: where to read, at what size, how."""
+
+    source: DataSource
+    size: int
+    options: ReadOptions
+    intensity: str
+
+
 # Set in each worker process by the pool initializer (and in-process for small jobs).
-_WORKER: dict[str, Any] = {}
+_WORKER: list[_WorkerJob] = []
 
 
 def _init_worker(source: DataSource, size: int, options: ReadOptions, intensity: str) -> None:
-    _WORKER.update(source=source, size=size, options=options, intensity=intensity)
+    _WORKER[:] = [_WorkerJob(source, size, options, intensity)]
 
 
 def _prepare_row(row: int, sample: Sample) -> _RowResult:
-    source: DataSource = _WORKER["source"]
-    size: int = _WORKER["size"]
+    job = _WORKER[0]
     fingerprint = None
     try:
         fingerprint = _fingerprint(sample.path)
-        loaded = source.load(sample, size, _WORKER["options"])
+        loaded = job.source.load(sample, job.size, job.options)
     except (ImageReadError, DataSourceError, OSError) as err:
         # The fingerprint of a failed file is kept too: it is retried only once it changes.
         return _RowResult(row, None, None, fingerprint, str(err))
-    image = to_uint16(standardize_intensity(loaded.image, _WORKER["intensity"]))
+    image = to_uint16(standardize_intensity(loaded.image, job.intensity))
     mask = None if loaded.mask is None else np.packbits(loaded.mask.astype(bool), axis=-1)
     return _RowResult(row, image, mask, fingerprint, None)
 

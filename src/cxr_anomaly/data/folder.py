@@ -23,11 +23,10 @@ import re
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from cxr_anomaly.data.images import SUPPORTED_SUFFIXES
 from cxr_anomaly.data.records import ABNORMAL, NORMAL, Sample
-from cxr_anomaly.data.sources import DataSource, DataSourceError
+from cxr_anomaly.data.sources import DataSource, DataSourceError, SourceIdentity
 from cxr_anomaly.data.splits import Protocol
 
 # The patient id is the shortest prefix ending in a number that is followed only by numbered
@@ -173,5 +172,5 @@ class FolderSource(DataSource):
                 fixed[sample.sample_id] = split
         return Protocol("official", OFFICIAL_DESCRIPTION, val_normal=0.1, fixed=fixed)
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self) -> SourceIdentity:
         return {"kind": self.kind, "root": str(self.root.resolve())}

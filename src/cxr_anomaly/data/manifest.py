@@ -11,11 +11,10 @@ from __future__ import annotations
 import csv
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from cxr_anomaly.data.folder import holdout_protocol
 from cxr_anomaly.data.records import ABNORMAL, NORMAL, Sample
-from cxr_anomaly.data.sources import DataSource, DataSourceError
+from cxr_anomaly.data.sources import DataSource, DataSourceError, SourceIdentity
 from cxr_anomaly.data.splits import SPLITS, Protocol
 
 
@@ -120,5 +119,5 @@ class ManifestSource(DataSource):
             fixed={k: v for k, v in fixed.items() if v},
         )
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self) -> SourceIdentity:
         return {"kind": self.kind, "root": str(self.csv_path.resolve())}

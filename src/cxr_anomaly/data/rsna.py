@@ -12,10 +12,9 @@ import json
 from collections import defaultdict
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from cxr_anomaly.data.records import ABNORMAL, NORMAL, Box, Sample
-from cxr_anomaly.data.sources import DataSource, DataSourceError
+from cxr_anomaly.data.sources import DataSource, DataSourceError, SourceIdentity
 from cxr_anomaly.data.splits import Protocol
 
 NORMAL_CLASS = "Normal"
@@ -153,5 +152,5 @@ class RsnaSource(DataSource):
             abnormal_classes=abnormal,
         )
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self) -> SourceIdentity:
         return {"kind": self.kind, "root": str(self.images_dir.resolve())}

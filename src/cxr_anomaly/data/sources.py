@@ -11,13 +11,16 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from cxr_anomaly.data.images import ImageMeta, ReadOptions, read_image, resize_image
 from cxr_anomaly.data.records import Box, Sample
 from cxr_anomaly.data.splits import Protocol, SplitError, external_protocol
+
+#: What makes a source's pixels what they are, JSON-ready (see :meth:`DataSource.identity`).
+SourceIdentity = dict[str, str | int | float]
 
 
 class DataSourceError(ValueError):
@@ -69,7 +72,7 @@ class DataSource(ABC):
         """The protocol called ``name``, one of :meth:`protocol_names`."""
 
     @abstractmethod
-    def identity(self) -> dict[str, Any]:
+    def identity(self) -> SourceIdentity:
         """What makes this source's pixels what they are (for cache keys); JSON-serialisable."""
 
     @property

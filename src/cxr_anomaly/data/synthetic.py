@@ -14,7 +14,7 @@ from typing import Any
 from cxr_anomaly.data.images import ReadOptions
 from cxr_anomaly.data.phantoms import SyntheticItem, SyntheticSpec, render_item, synthetic_items
 from cxr_anomaly.data.records import ABNORMAL, NORMAL, Sample
-from cxr_anomaly.data.sources import DataSource, DataSourceError, LoadedSample
+from cxr_anomaly.data.sources import DataSource, DataSourceError, LoadedSample, SourceIdentity
 from cxr_anomaly.data.splits import Protocol
 
 GENERATOR_VERSION = 1
@@ -85,7 +85,7 @@ class SyntheticSource(DataSource):
         mask = phantom.mask if phantom.anomaly is not None else None
         return LoadedSample(image=phantom.image, mask=mask)
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self) -> SourceIdentity:
         return {
             "kind": self.kind,
             "generator_version": GENERATOR_VERSION,

@@ -123,7 +123,7 @@ def robustness(
         Change name -> AUROC (0.5: the change goes unnoticed), plus ``"mean |AUROC - 0.5|"``.
 
     Example:
-        >>> robustness(model, PreparedData(metadata.data_config))  # doctest: +SKIP
+        >>> robustness(model, PreparedData(metadata.data))  # doctest: +SKIP
         {'gamma 0.8': 0.52, ..., 'mean |AUROC - 0.5|': 0.04}
     """
     view = data.view(split)
@@ -147,6 +147,6 @@ def robustness_of_run(run_dir: Path, split: str = "val_normal") -> dict[str, flo
     """:func:`robustness` of the trained model in ``run_dir`` on its own data's ``split``."""
     metadata = read_metadata(run_dir)
     model = load_weights(run_dir, metadata)
-    data = PreparedData(metadata.data_config)
+    data = PreparedData(metadata.data)
     data.prepare((split,))
     return robustness(model, data, split)

@@ -308,7 +308,7 @@ class TrainedModel(ScoringModel):
         self.run_dir = Path(run_dir)
         self.metadata: ModelMetadata = read_metadata(self.run_dir)
         self.model: AnomalyModel = load_weights(self.run_dir, self.metadata)
-        data = self.metadata.data_config
+        data = self.metadata.data
         self.name = self.metadata.model
         self.size = data.size
         self.intensity = data.intensity

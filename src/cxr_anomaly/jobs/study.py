@@ -88,12 +88,7 @@ def _model_result(
     _add_sharpness_fusion(scored, pp, data)
     evaluation = evaluate_scored(scored, n_boot=options.n_boot, seed=options.seed)
     examples.add_model(model, 0.0 if pp is None else pp.map_floor)
-    config = {
-        "model_params": metadata.model_params,
-        "train": metadata.train,
-        "protocol": metadata.protocol,
-    }
-    return ModelResult(metadata.model, evaluation, scored, metadata.training, config, run_dir, pp)
+    return ModelResult(evaluation, scored, metadata, run_dir)
 
 
 def _references(
@@ -158,7 +153,7 @@ def evaluate_run(
     """
     metadata = read_metadata(run_dir)
     model = load_weights(run_dir, metadata)
-    own = metadata.data_config
+    own = metadata.data
     config = (
         own
         if data_config is None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,6 @@ from cxr_anomaly.core import atomic
 from cxr_anomaly.core.config import (
     ConfigError,
     RunConfig,
-    TrainConfig,
-    from_dict,
     load_yaml,
     to_yaml,
 )
@@ -33,6 +31,8 @@ from cxr_anomaly.models.registry import build_model
 from cxr_anomaly.runtime.checkpoint import (
     META_FILE,
     ModelMetadata,
+    ProtocolRecord,
+    TrainingRecord,
     load_weights,
     read_metadata,
     save_model,
@@ -160,7 +160,7 @@ def refit_normal(run_dir: Path, out_dir: Path, model_overrides: dict[str, Any]) 
     metadata = read_metadata(run_dir)
     trained = load_weights(run_dir, metadata)
     params = {**metadata.model_params, **model_overrides}
-    train_config = from_dict(TrainConfig, metadata.train)
+    train_config = metadata.train
     model = build_model(metadata.model, params, train_config)
     problem = f"{', '.join(sorted(model_overrides))}: the run's network does not fit these settings"
     try:
@@ -169,13 +169,13 @@ def refit_normal(run_dir: Path, out_dir: Path, model_overrides: dict[str, Any]) 
         raise ConfigError(f"{problem}: {err}") from err
     if unexpected or any(not _is_statistic(model, key) for key in missing):
         raise ConfigError(f"{problem} (missing {sorted(missing)}, unexpected {sorted(unexpected)})")
-    data = PreparedData(metadata.data_config)
+    data = PreparedData(metadata.data)
     data.prepare(("train", "val_normal"))
     train_view = data.view("train")
     model.eval()
     model.fit_normal_images(train_view.batches(train_config.batch_size), len(train_view))
     metadata.model_params = asdict(model.config)
-    metadata.training = {**metadata.training, "refit_from": str(run_dir)}
+    metadata.training = replace(metadata.training, refit_from=str(run_dir))
     metadata.post_processor = post_processor_of_run(model, data, train_config)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_model(model, out_dir, metadata)
@@ -189,24 +189,23 @@ def _is_statistic(model: AnomalyModel, key: str) -> bool:
 
 def _metadata(config: RunConfig, result: TrainResult, trainer: L.Trainer) -> ModelMetadata:
     protocol = result.data.protocol
-    metadata = ModelMetadata(
+    best = find_callback(trainer, BestWeights)
+    kept_best = best is not None and best.best_epoch >= 0
+    return ModelMetadata(
         model=config.model,
         model_params=asdict(result.model.config),
-        train=asdict(config.train),
-        data=asdict(config.data),
-        protocol={"name": protocol.name, "description": protocol.description},
-        training={
-            "epochs": result.epochs,
-            "steps": result.steps,
-            "seconds": round(result.seconds, 2),
-            "precision": resolve_precision(config.train.precision, config.train.accelerator),
-            "devices": trainer.num_devices,
-            "num_nodes": trainer.num_nodes,
-            "n_train_images": len(result.data.splits.samples("train")),
-        },
+        train=config.train,
+        data=config.data,
+        protocol=ProtocolRecord(protocol.name, protocol.description),
+        training=TrainingRecord(
+            epochs=result.epochs,
+            steps=result.steps,
+            seconds=round(result.seconds, 2),
+            precision=resolve_precision(config.train.precision, config.train.accelerator),
+            devices=trainer.num_devices,
+            num_nodes=trainer.num_nodes,
+            n_train_images=len(result.data.splits.samples("train")),
+            best_epoch=best.best_epoch if best is not None and kept_best else None,
+            best_val_loss=round(best.best_loss, 6) if best is not None and kept_best else None,
+        ),
     )
-    best = find_callback(trainer, BestWeights)
-    if best is not None and best.best_epoch >= 0:
-        metadata.training["best_epoch"] = best.best_epoch
-        metadata.training["best_val_loss"] = round(best.best_loss, 6)
-    return metadata

@@ -11,7 +11,7 @@ import csv
 import json
 import os
 import platform
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from cxr_anomaly.evaluation.split_scores import Evaluation, ScoredSplit
 from cxr_anomaly.postprocess.post_processor import PostProcessor
 from cxr_anomaly.reporting import viz
 from cxr_anomaly.reporting.examples import Examples
-from cxr_anomaly.runtime.checkpoint import library_versions
+from cxr_anomaly.runtime.checkpoint import ModelMetadata, library_versions
 
 RESULTS_FILE = "results.json"
 FIGURES = {"roc": "roc.png", "histograms": "histograms.png", "grid": "comparison_grid.png"}
@@ -33,13 +33,18 @@ FIGURES = {"roc": "roc.png", "histograms": "histograms.png", "grid": "comparison
 class ModelResult:
     """Everything the study knows about one model."""
 
-    name: str
     evaluation: Evaluation
     scored: ScoredSplit
-    training: dict[str, Any]
-    config: dict[str, Any]
+    metadata: ModelMetadata
     run_dir: Path
-    post_processor: PostProcessor | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.model
+
+    @property
+    def post_processor(self) -> PostProcessor | None:
+        return self.metadata.post_processor
 
 
 @dataclass
@@ -91,8 +96,12 @@ def _results_json(
         "models": {
             r.name: {
                 **r.evaluation.to_dict(),
-                "training": r.training,
-                "config": r.config,
+                "training": asdict(r.metadata.training),
+                "config": {
+                    "model_params": r.metadata.model_params,
+                    "train": asdict(r.metadata.train),
+                    "protocol": asdict(r.metadata.protocol),
+                },
                 "run_dir": str(r.run_dir),
             }
             for r in results

@@ -55,55 +55,90 @@ def library_versions() -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class ProtocolRecord:
+    """The split protocol a model was trained under."""
+
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How a training went: its length, hardware and the epoch whose weights were kept."""
+
+    epochs: int
+    steps: int
+    seconds: float
+    precision: str
+    devices: int = 1
+    num_nodes: int = 1
+    n_train_images: int = 0
+    #: The best normal-validation epoch and its loss, where the weights of that epoch were kept.
+    best_epoch: int | None = None
+    best_val_loss: float | None = None
+    #: The run whose network this one kept, for a run made by ``refit``.
+    refit_from: str | None = None
+
+
 @dataclass
 class ModelMetadata:
     """What ``model.json`` holds."""
 
     model: str
+    #: The model's own settings (its ``ModelConfig`` subclass, by field name).
     model_params: dict[str, Any]
-    train: dict[str, Any]
-    data: dict[str, Any]
-    protocol: dict[str, Any] = field(default_factory=dict)
-    training: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig
+    data: DataConfig
+    protocol: ProtocolRecord
+    training: TrainingRecord
     #: Fitted on the normal validation images; ``None`` for a run without them.
     post_processor: PostProcessor | None = None
     versions: dict[str, str] = field(default_factory=library_versions)
     format_version: int = FORMAT_VERSION
 
-    @property
-    def data_config(self) -> DataConfig:
-        return from_dict(DataConfig, self.data)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, as ``model.json`` holds it."""
+    def to_json(self) -> str:
+        """``model.json``'s text."""
         pp = self.post_processor
-        return {**asdict(self), "post_processor": None if pp is None else pp.to_dict()}
+        fields = {**asdict(self), "post_processor": None if pp is None else pp.to_dict()}
+        return json.dumps(fields, indent=2)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ModelMetadata:
-        pp = raw.get("post_processor")
-        return cls(**{**raw, "post_processor": PostProcessor.from_dict(pp) if pp else None})
+    def from_json(cls, text: str) -> ModelMetadata:
+        """Read ``model.json``'s text (raises ValueError, KeyError or TypeError if unusable)."""
+        raw = json.loads(text)
+        if raw.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported format version {raw.get('format_version')}")
+        pp = raw["post_processor"]
+        return cls(
+            model=str(raw["model"]),
+            model_params=dict(raw["model_params"]),
+            train=from_dict(TrainConfig, raw["train"]),
+            data=from_dict(DataConfig, raw["data"]),
+            protocol=ProtocolRecord(**raw["protocol"]),
+            training=TrainingRecord(**raw["training"]),
+            post_processor=PostProcessor.from_dict(pp) if pp else None,
+            versions=dict(raw["versions"]),
+        )
 
 
 def save_model(model: AnomalyModel, run_dir: Path, metadata: ModelMetadata) -> None:
     """Write the weights and metadata atomically (weights first, so JSON marks completion)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic.write_bytes(run_dir / WEIGHTS_FILE, save(state))
-    atomic.write_text(run_dir / META_FILE, json.dumps(metadata.to_dict(), indent=2))
+    atomic.write_text(run_dir / META_FILE, metadata.to_json())
 
 
 def read_metadata(run_dir: Path) -> ModelMetadata:
     path = Path(run_dir) / META_FILE
     try:
-        raw = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError as err:
         raise CheckpointError(f"{run_dir}: no trained model here (missing {META_FILE})") from err
-    except (OSError, ValueError) as err:
+    except OSError as err:
         raise CheckpointError(f"{path}: unreadable model metadata: {err}") from err
-    if raw.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: unsupported format version {raw.get('format_version')}")
     try:
-        return ModelMetadata.from_dict(raw)
+        return ModelMetadata.from_json(text)
     except (TypeError, KeyError, ValueError) as err:
         raise CheckpointError(f"{path}: model metadata of another version: {err}") from err
 
@@ -112,7 +147,7 @@ def load_weights(run_dir: Path, metadata: ModelMetadata | None = None) -> Anomal
     """The trained model of ``run_dir`` in eval mode on the CPU."""
 
     metadata = metadata or read_metadata(run_dir)
-    train = from_dict(TrainConfig, metadata.train)
+    train = metadata.train
     model = build_model(metadata.model, metadata.model_params, train)
     weights = Path(run_dir) / WEIGHTS_FILE
     try:

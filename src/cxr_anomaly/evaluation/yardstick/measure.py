@@ -260,6 +260,6 @@ def load_run_data(
 ) -> tuple[AnomalyModel, PreparedData, ModelMetadata]:
     """The trained model of ``run_dir``, its own data (``splits`` prepared) and its metadata."""
     metadata = read_metadata(run_dir)
-    data = PreparedData(metadata.data_config)
+    data = PreparedData(metadata.data)
     data.prepare(tuple(splits))
     return load_weights(run_dir, metadata), data, metadata
