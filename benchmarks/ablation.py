@@ -51,7 +51,7 @@ from cxr_anomaly.core.normalise import disagreement, fuse
 from cxr_anomaly.data.datamodule import PreparedData
 from cxr_anomaly.data.splits import split_note
 from cxr_anomaly.evaluation import metrics
-from cxr_anomaly.evaluation.references import reference_entry, trivial_scores
+from cxr_anomaly.evaluation.references import ReferenceJson, reference_entry, trivial_scores
 from cxr_anomaly.evaluation.robustness import robustness_of_run
 from cxr_anomaly.jobs.study import BenchmarkOptions, run_benchmark
 from cxr_anomaly.postprocess.baselines import TRIVIAL_DETECTORS
@@ -101,8 +101,7 @@ def run_variant(
     results = run_benchmark(options)
     if results is None:
         raise SystemExit(0)
-    results["robustness"] = run_robustness(options.out, options.runs_dir / model)
-    return results
+    return {**results, "robustness": run_robustness(options.out, options.runs_dir / model)}
 
 
 def run_robustness(out: Path, run_dir: Path) -> dict[str, float]:
@@ -198,7 +197,7 @@ class TrivialOnSplit:
     intensity: str
     ids: list[str]
     z: dict[str, np.ndarray | None]
-    entries: dict[str, dict[str, Any]]
+    entries: dict[str, ReferenceJson]
 
 
 def trivial_on_split(data: DataConfig, split: str) -> TrivialOnSplit:
@@ -207,7 +206,7 @@ def trivial_on_split(data: DataConfig, split: str) -> TrivialOnSplit:
     prepared.prepare(progress=False)
     view = prepared.view(split)
     z: dict[str, np.ndarray | None] = {}
-    entries: dict[str, dict[str, Any]] = {}
+    entries: dict[str, ReferenceJson] = {}
     for kind in TRIVIAL_DETECTORS:
         scores, z[kind.name] = trivial_scores(kind(), prepared, view)
         entries[kind.name] = reference_entry(view.labels, scores, view.patient_ids, n_boot=500)

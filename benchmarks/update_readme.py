@@ -26,9 +26,9 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 from cxr_anomaly.reporting.html import format_value, metrics_rows
+from cxr_anomaly.reporting.results import ResultsJson
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(
@@ -45,7 +45,7 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
-def markdown_table(results_json: dict[str, Any]) -> str:
+def markdown_table(results_json: ResultsJson) -> str:
     """The metrics table of a ``results.json`` as Markdown."""
     columns = ["model", "score", "AUROC [95% CI]", "AP [95% CI]", "sens@90%spec", "train s"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -54,7 +54,7 @@ def markdown_table(results_json: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_results(results: dict[str, Any]) -> str:
+def render_results(results: ResultsJson) -> str:
     """A ``results.json`` as Markdown: its wall-clock time (if recorded) and metrics table."""
     lines = []
     wall = results.get("wall_seconds")

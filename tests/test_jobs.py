@@ -25,7 +25,7 @@ from cxr_anomaly.jobs.study import (
 )
 from cxr_anomaly.models.registry import DEMO, REFERENCE, model_names
 from cxr_anomaly.reporting.html import REPORT_FILE
-from cxr_anomaly.reporting.results import FIGURES, RESULTS_FILE
+from cxr_anomaly.reporting.results import FIGURES, RESULTS_FILE, ResultsJson
 from cxr_anomaly.runtime.trainer import ScoringOptions
 from tiny import MODEL_NAMES, SIZE, TINY_PARAMS, tiny_data
 
@@ -50,7 +50,7 @@ def bench_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def benchmark(bench_root: Path) -> tuple[Path, dict[str, Any]]:
+def benchmark(bench_root: Path) -> tuple[Path, ResultsJson]:
     out = bench_root / "out"
     results = run_benchmark(_options(out, bench_root / "cache"))
     assert results is not None

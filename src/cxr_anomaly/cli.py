@@ -29,6 +29,7 @@ from cxr_anomaly.data.sources import DataSourceError
 from cxr_anomaly.data.splits import SplitError, SplitResult
 from cxr_anomaly.models.presets import build_run_config, preset_intensity
 from cxr_anomaly.models.registry import DEMO, REFERENCE, model_names, model_spec
+from cxr_anomaly.reporting.results import ResultsJson
 
 log = logging.getLogger("cxr_anomaly")
 
@@ -247,7 +248,7 @@ def _scoring_options(args: argparse.Namespace) -> Any:
     )
 
 
-def _print_results(results: dict[str, Any] | None, out: Path) -> None:
+def _print_results(results: ResultsJson | None, out: Path) -> None:
     from cxr_anomaly.reporting.html import REPORT_FILE, text_table
     from cxr_anomaly.reporting.results import RESULTS_FILE
 

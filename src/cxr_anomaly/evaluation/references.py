@@ -11,7 +11,7 @@ The trivial detectors see the images as stored, whatever a model's intensity sta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 
@@ -29,11 +29,28 @@ from cxr_anomaly.postprocess.post_processor import PostProcessor
 TrivialDetector = HistogramDistance | SharpnessDistance
 
 
+class _ReferenceMetrics(TypedDict):
+    kind: str
+    auroc: float
+    auroc_ci: list[float]
+    ap: float
+    ap_ci: list[float]
+
+
+class ReferenceJson(_ReferenceMetrics, total=False):
+    """A reference score's metrics as results files hold them: a trivial detector (with the
+    intensities it read) or a fusion (with its members and rule)."""
+
+    intensity: str
+    members: str
+    rule: str
+
+
 @dataclass
 class ReferenceScore:
     """One reference's per-image scores on the split and its metrics (JSON-ready ``entry``)."""
 
-    entry: dict[str, Any]
+    entry: ReferenceJson
     scores: np.ndarray
 
 
@@ -53,18 +70,27 @@ def reference_entry(
     groups: list[str],
     kind: str = "trivial",
     n_boot: int = metrics.N_BOOTSTRAP,
-    **info: Any,
-) -> dict[str, Any]:
-    """AUROC/AP with patient-level CIs of a reference score (a trivial detector, a fusion)."""
+    intensity: str | None = None,
+    members: str | None = None,
+    rule: str | None = None,
+) -> ReferenceJson:
+    """AUROC/AP with patient-level CIs of a reference score: a trivial detector (and the
+    ``intensity`` of the images it read) or a fusion (its ``members`` and ``rule``)."""
     found = metrics.image_metrics(labels, scores, groups, None, n_boot=n_boot)
-    return {
-        "kind": kind,
-        "auroc": found.auroc,
-        "auroc_ci": list(found.auroc_ci),
-        "ap": found.ap,
-        "ap_ci": list(found.ap_ci),
-        **info,
-    }
+    entry = ReferenceJson(
+        kind=kind,
+        auroc=found.auroc,
+        auroc_ci=list(found.auroc_ci),
+        ap=found.ap,
+        ap_ci=list(found.ap_ci),
+    )
+    if intensity is not None:
+        entry["intensity"] = intensity
+    if members is not None:
+        entry["members"] = members
+    if rule is not None:
+        entry["rule"] = rule
+    return entry
 
 
 def trivial_scores(

@@ -10,17 +10,33 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 
 from cxr_anomaly.core import atomic
 from cxr_anomaly.data.datamodule import SplitView, make_loader
 from cxr_anomaly.evaluation import metrics
+from cxr_anomaly.evaluation.metrics.pixel import PixelMetricsJson
+from cxr_anomaly.evaluation.metrics.summary import ImageMetricsJson
 from cxr_anomaly.evaluation.pixel_tally import ImagePixels, PixelTally, SplitPixels
 from cxr_anomaly.models.components.lightning_model import AnomalyModel
 from cxr_anomaly.runtime.inference import infer_loader
 from cxr_anomaly.runtime.trainer import ScoringOptions
+
+
+class EvaluationJson(TypedDict):
+    """:class:`Evaluation` as results files hold it."""
+
+    model: str
+    split: str
+    score: str
+    image: ImageMetricsJson
+    score_variants: dict[str, dict[str, float]]
+    pixel: PixelMetricsJson | None
+    scoring_seconds: float
+    images_per_second: float
+    n_images: int
 
 
 @dataclass
@@ -101,18 +117,18 @@ class Evaluation:
     scoring_seconds: float
     n_images: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "split": self.split,
-            "score": self.score_name,
-            "image": self.image.to_dict(),
-            "score_variants": self.score_variants,
-            "pixel": None if self.pixel is None else self.pixel.to_dict(),
-            "scoring_seconds": round(self.scoring_seconds, 3),
-            "images_per_second": round(self.n_images / max(self.scoring_seconds, 1e-9), 2),
-            "n_images": self.n_images,
-        }
+    def to_dict(self) -> EvaluationJson:
+        return EvaluationJson(
+            model=self.model,
+            split=self.split,
+            score=self.score_name,
+            image=self.image.to_dict(),
+            score_variants=self.score_variants,
+            pixel=None if self.pixel is None else self.pixel.to_dict(),
+            scoring_seconds=round(self.scoring_seconds, 3),
+            images_per_second=round(self.n_images / max(self.scoring_seconds, 1e-9), 2),
+            n_images=self.n_images,
+        )
 
 
 def evaluate_scored(

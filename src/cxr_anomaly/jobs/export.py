@@ -35,7 +35,14 @@ from cxr_anomaly.core import atomic
 from cxr_anomaly.data.phantoms import ANOMALY_TYPES, make_phantom
 from cxr_anomaly.jobs.predict import TrainedModel
 from cxr_anomaly.models.components.lightning_model import AnomalyModel
-from cxr_anomaly.runtime.onnx import EXPORT_FILE, ONNX_FILE, ExportError, onnx_session
+from cxr_anomaly.runtime.onnx import (
+    EXPORT_FILE,
+    ONNX_FILE,
+    ExportError,
+    ExportJson,
+    PreprocessingJson,
+    onnx_session,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,30 +156,30 @@ def export_onnx(run_dir: Path, out_dir: Path | None = None, opset: int = OPSET) 
             f"the exported graph differs from the trained model (score by {score_gap:.3g}, map "
             f"by {map_gap:.3g}; tolerance {TOLERANCE} relative): not written"
         )
-    description = {
-        "format": "onnx",
-        "onnx": ONNX_FILE,
-        "opset": opset,
-        "model": trained.name,
-        "score": trained.model_score,
-        "outputs": names,
-        "input": "image: float32 (N, 1, S, S) in [0, 1], preprocessed as below",
-        "preprocessing": {
-            "image_size": trained.size,
-            "intensity": trained.intensity,
-            "apply_voi_lut": trained.read_options.apply_voi_lut,
-        },
-        "post_processor": trained.post_processor.to_dict(),
-        "map_region": model.map_region,
-        "exported_from": str(Path(run_dir).resolve()),
-        "versions": {"cxr_anomaly": __version__, "torch": torch.__version__},
-        "parity": {
+    description = ExportJson(
+        format="onnx",
+        onnx=ONNX_FILE,
+        opset=opset,
+        model=trained.name,
+        score=trained.model_score,
+        outputs=names,
+        input="image: float32 (N, 1, S, S) in [0, 1], preprocessed as below",
+        preprocessing=PreprocessingJson(
+            image_size=trained.size,
+            intensity=trained.intensity,
+            apply_voi_lut=trained.read_options.apply_voi_lut,
+        ),
+        post_processor=trained.post_processor.to_dict(),
+        map_region=model.map_region,
+        exported_from=str(Path(run_dir).resolve()),
+        versions={"cxr_anomaly": __version__, "torch": torch.__version__},
+        parity={
             "images": len(images),
             "max_score_difference": score_gap,
             "max_map_difference": map_gap,
             "tolerance": f"|exported - trained| <= {TOLERANCE} * (1 + |trained|)",
         },
-    }
+    )
     atomic.write_text(out_dir / EXPORT_FILE, json.dumps(description, indent=2) + "\n")
     log.info("exported %s to %s (score gap %.2g)", trained.name, out_dir, score_gap)
     return ExportReport(

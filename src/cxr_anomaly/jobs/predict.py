@@ -338,8 +338,8 @@ class ExportedModel(ScoringModel):
         self.intensity = str(preprocessing["intensity"])
         self.read_options = ReadOptions(apply_voi_lut=bool(preprocessing["apply_voi_lut"]))
         self.model_score = str(self.description["score"])
-        self.map_region = self.description.get("map_region")
-        self.trained_on = str(self.description.get("exported_from", self.export_dir))
+        self.map_region = self.description["map_region"]
+        self.trained_on = self.description["exported_from"]
         post_processor = PostProcessor.from_dict(self.description["post_processor"])
         self._post_process(post_processor, self.export_dir)
         self.session = onnx_session(self.export_dir / str(self.description["onnx"]))

@@ -36,7 +36,7 @@ from cxr_anomaly.postprocess.post_processor import PostProcessor
 from cxr_anomaly.postprocess.sharpness_fusion import stored_intensity_views
 from cxr_anomaly.reporting.examples import Examples, select_examples
 from cxr_anomaly.reporting.html import write_study_report
-from cxr_anomaly.reporting.results import ModelResult, StudyContext, write_study
+from cxr_anomaly.reporting.results import ModelResult, ResultsJson, StudyContext, write_study
 from cxr_anomaly.runtime.checkpoint import ModelMetadata, load_weights, read_metadata
 from cxr_anomaly.runtime.trainer import ScoringOptions, is_global_zero
 
@@ -107,7 +107,7 @@ def _write(
     results: list[ModelResult],
     examples: Examples,
     references: dict[str, ReferenceScore],
-) -> dict[str, Any]:
+) -> ResultsJson:
     """The study's files and its report; the results as in ``results.json``."""
     results_json = write_study(out, context, results, examples, references)
     write_study_report(out, results_json)
@@ -137,7 +137,7 @@ def evaluate_run(
     options: StudyOptions,
     data_config: DataConfig | None = None,
     external: bool = False,
-) -> dict[str, Any] | None:
+) -> ResultsJson | None:
     """Evaluate the model of ``run_dir`` on its own test split, or on other data.
 
     Args:
@@ -219,7 +219,7 @@ def _trained_model(
     return load_weights(run_dir, metadata), metadata
 
 
-def run_benchmark(options: BenchmarkOptions) -> dict[str, Any] | None:
+def run_benchmark(options: BenchmarkOptions) -> ResultsJson | None:
     """Train every model of ``options.models`` and compare them on one split.
 
     Returns the results on the first process; ``None`` on the others of a distributed run.

@@ -15,7 +15,7 @@ score should not be read as a diagnosis.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -50,6 +50,16 @@ def image_statistics(images: np.ndarray) -> np.ndarray:
             (flat >= 0.98).mean(1),
         ]
     )
+
+
+class InputStatisticsJson(TypedDict):
+    """:class:`InputStatistics` as a post-processor's JSON holds it."""
+
+    features: list[str]
+    mean: list[float]
+    precision: list[list[float]]
+    limit: float
+    n_images: int
 
 
 @dataclass
@@ -94,12 +104,18 @@ class InputStatistics:
         """Whether each distance lies beyond every normal validation image's."""
         return np.asarray(distances) > self.limit
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"features": list(FEATURES), **self.__dict__}
+    def to_dict(self) -> InputStatisticsJson:
+        return InputStatisticsJson(
+            features=list(FEATURES),
+            mean=self.mean,
+            precision=self.precision,
+            limit=self.limit,
+            n_images=self.n_images,
+        )
 
     @classmethod
-    def from_dict(cls, stored: dict[str, Any]) -> InputStatistics:
-        if list(stored.get("features", [])) != list(FEATURES):
+    def from_dict(cls, stored: InputStatisticsJson) -> InputStatistics:
+        if list(stored["features"]) != list(FEATURES):
             raise ValueError("input statistics were stored with other features")
         return cls(
             mean=stored["mean"],

@@ -15,17 +15,36 @@ scores become decisions, for ``evaluate``, ``predict`` and exported models alike
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TypedDict
 
 import numpy as np
 
 from cxr_anomaly.postprocess.baselines import Images
 from cxr_anomaly.postprocess.calibration import ScoreCalibration
-from cxr_anomaly.postprocess.novelty import InputStatistics
-from cxr_anomaly.postprocess.sharpness_fusion import SharpnessFusion
+from cxr_anomaly.postprocess.novelty import InputStatistics, InputStatisticsJson
+from cxr_anomaly.postprocess.sharpness_fusion import SharpnessFusion, SharpnessFusionJson
 
 NORMAL_SPLIT = "val_normal"
+
+
+class ScoreCalibrationJson(TypedDict):
+    normal_scores: list[float]
+    mean: float
+    std: float
+    thresholds: dict[str, float]
+
+
+class PostProcessorJson(TypedDict):
+    """A :class:`PostProcessor` as ``model.json`` and ``export.json`` hold it."""
+
+    split: str
+    n_images: int
+    map_scale: float
+    map_floor: float
+    scores: dict[str, ScoreCalibrationJson]
+    input_statistics: InputStatisticsJson | None
+    sharpness: SharpnessFusionJson | None
 
 
 @dataclass(frozen=True)
@@ -77,24 +96,33 @@ class PostProcessor:
         scores = {**self.scores, fusion.name: ScoreCalibration.fit(normal_fused)}
         return replace(self, scores=scores, sharpness=fusion)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> PostProcessorJson:
         """JSON-ready form (:meth:`from_dict` reads it back)."""
-        return {
-            "split": self.split,
-            "n_images": self.n_images,
-            "map_scale": self.map_scale,
-            "map_floor": self.map_floor,
-            "scores": {name: asdict(found) for name, found in self.scores.items()},
-            "input_statistics": (
+        fusion = self.sharpness
+        return PostProcessorJson(
+            split=self.split,
+            n_images=self.n_images,
+            map_scale=self.map_scale,
+            map_floor=self.map_floor,
+            scores={
+                name: ScoreCalibrationJson(
+                    normal_scores=found.normal_scores,
+                    mean=found.mean,
+                    std=found.std,
+                    thresholds=found.thresholds,
+                )
+                for name, found in self.scores.items()
+            },
+            input_statistics=(
                 None if self.input_statistics is None else self.input_statistics.to_dict()
             ),
-            "sharpness": None if self.sharpness is None else asdict(self.sharpness),
-        }
+            sharpness=None if fusion is None else fusion.to_dict(),
+        )
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> PostProcessor:
-        statistics = raw.get("input_statistics")
-        sharpness = raw.get("sharpness")
+    def from_dict(cls, raw: PostProcessorJson) -> PostProcessor:
+        statistics = raw["input_statistics"]
+        sharpness = raw["sharpness"]
         return cls(
             scores={name: ScoreCalibration(**found) for name, found in raw["scores"].items()},
             map_scale=float(raw["map_scale"]),
@@ -102,5 +130,5 @@ class PostProcessor:
             n_images=int(raw["n_images"]),
             input_statistics=InputStatistics.from_dict(statistics) if statistics else None,
             sharpness=SharpnessFusion(**sharpness) if sharpness else None,
-            split=str(raw.get("split", NORMAL_SPLIT)),
+            split=raw["split"],
         )

@@ -19,12 +19,25 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
 from cxr_anomaly.core.normalise import fuse, zscore
 from cxr_anomaly.data.datamodule import PreparedData, SplitView
 from cxr_anomaly.postprocess.baselines import Images, SharpnessDistance
+
+
+class SharpnessFusionJson(TypedDict):
+    """A :class:`SharpnessFusion` as a post-processor's JSON holds it."""
+
+    score: str
+    score_mean: float
+    score_std: float
+    energy_mean: float
+    energy_spread: float
+    sharpness_mean: float
+    sharpness_std: float
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,18 @@ class SharpnessFusion:
         model_z = zscore(np.asarray(scores, np.float64), self.score_mean, self.score_std)
         sharp_z = zscore(distances, self.sharpness_mean, self.sharpness_std)
         return np.asarray(fuse([model_z, sharp_z]), dtype=np.float64)
+
+    def to_dict(self) -> SharpnessFusionJson:
+        """JSON-ready form (``SharpnessFusion(**form)`` reads it back)."""
+        return SharpnessFusionJson(
+            score=self.score,
+            score_mean=self.score_mean,
+            score_std=self.score_std,
+            energy_mean=self.energy_mean,
+            energy_spread=self.energy_spread,
+            sharpness_mean=self.sharpness_mean,
+            sharpness_std=self.sharpness_std,
+        )
 
 
 def _mean_std(values: np.ndarray) -> tuple[float, float]:

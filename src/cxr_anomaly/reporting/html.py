@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from cxr_anomaly.core import atomic
-from cxr_anomaly.reporting.results import FIGURES, curve_label, references_of
+from cxr_anomaly.reporting.results import FIGURES, ResultsJson, curve_label
 
 logger = logging.getLogger(__name__)
 
@@ -340,9 +340,9 @@ def write_report(path: Path | str, *, title: str, sections: Sequence[Section]) -
 REPORT_FILE = "report.html"
 
 
-def metrics_rows(results_json: dict[str, Any]) -> list[dict[str, Any]]:
+def metrics_rows(results_json: ResultsJson) -> list[dict[str, object]]:
     """One row per model, trivial detector and fusion: AUROC, AP with CIs, sensitivities."""
-    rows = []
+    rows: list[dict[str, object]] = []
     for name, entry in results_json["models"].items():
         image = entry["image"]
         rows.append(
@@ -353,18 +353,18 @@ def metrics_rows(results_json: dict[str, Any]) -> list[dict[str, Any]]:
                 "AP [95% CI]": (image["ap"], tuple(image["ap_ci"])),
                 "sens@90%spec": image["sens_at_90spec"],
                 "sens@95%spec": image["sens_at_95spec"],
-                "train s": whole(entry["training"].get("seconds")),
-                "epochs": entry["training"].get("epochs"),
+                "train s": whole(entry["training"]["seconds"]),
+                "epochs": entry["training"]["epochs"],
                 "score img/s": whole(entry["images_per_second"]),
             }
         )
-    for name, entry in references_of(results_json).items():
+    for name, reference in results_json["references"].items():
         rows.append(
             {
-                "model": curve_label(name, entry),
-                "score": "mean z" if entry.get("kind") == "fusion" else name,
-                "AUROC [95% CI]": (entry["auroc"], tuple(entry["auroc_ci"])),
-                "AP [95% CI]": (entry["ap"], tuple(entry["ap_ci"])),
+                "model": curve_label(name, reference),
+                "score": "mean z" if reference["kind"] == "fusion" else name,
+                "AUROC [95% CI]": (reference["auroc"], tuple(reference["auroc_ci"])),
+                "AP [95% CI]": (reference["ap"], tuple(reference["ap_ci"])),
             }
         )
     return rows
@@ -375,7 +375,7 @@ def whole(value: float | None) -> int | None:
     return None if value is None else round(value)
 
 
-def text_table(results_json: dict[str, Any]) -> str:
+def text_table(results_json: ResultsJson) -> str:
     """The metrics table as plain text (the CLI prints it)."""
     rows = metrics_rows(results_json)
     columns = ["model", "score", "AUROC [95% CI]", "AP [95% CI]", "sens@90%spec", "train s"]
@@ -386,7 +386,7 @@ def text_table(results_json: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def study_sections(results_json: dict[str, Any], figures: Path) -> list[Section]:
+def study_sections(results_json: ResultsJson, figures: Path) -> list[Section]:
     """The sections of a study's report, from its ``results.json`` and figures folder."""
     split_rows = [
         {"split": split, "class": cls, **counts}
@@ -401,10 +401,10 @@ def study_sections(results_json: dict[str, Any], figures: Path) -> list[Section]
             "protocol": f"{protocol['name']}: {protocol['description']}",
             "evaluated split": results_json["split"],
             "image size": f"{size} x {size}",
-            "preset": results_json.get("preset") or "—",
+            "preset": results_json["preset"] or "—",
             "command": results_json["command"],
         }
-    ) + "".join(paragraph_html(note) for note in results_json.get("notes", []))
+    ) + "".join(paragraph_html(note) for note in results_json["notes"])
     sections = [
         Section("Data and protocol", overview + table_html(split_rows)),
         Section(
@@ -440,12 +440,12 @@ def study_sections(results_json: dict[str, Any], figures: Path) -> list[Section]
     fusions = [
         {
             "fusion": name,
-            "members": entry["members"],
-            "rule": entry["rule"],
-            "AUROC": entry["auroc"],
+            "members": reference.get("members", ""),
+            "rule": reference.get("rule", ""),
+            "AUROC": reference["auroc"],
         }
-        for name, entry in references_of(results_json).items()
-        if entry.get("kind") == "fusion"
+        for name, reference in results_json["references"].items()
+        if reference["kind"] == "fusion"
     ]
     sections.append(
         Section(
@@ -470,7 +470,7 @@ def study_sections(results_json: dict[str, Any], figures: Path) -> list[Section]
         {
             "model": name,
             **{
-                key: whole(value) if key == "seconds" else value
+                key: whole(entry["training"]["seconds"]) if key == "seconds" else value
                 for key, value in entry["training"].items()
             },
             "scoring s": whole(entry["scoring_seconds"]),
@@ -490,7 +490,7 @@ def study_sections(results_json: dict[str, Any], figures: Path) -> list[Section]
     return sections
 
 
-def write_study_report(out_dir: Path, results_json: dict[str, Any]) -> Path:
+def write_study_report(out_dir: Path, results_json: ResultsJson) -> Path:
     """``report.html`` of the study written in ``out_dir`` (see
     :mod:`cxr_anomaly.reporting.results`).
     """

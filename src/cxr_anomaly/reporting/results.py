@@ -13,20 +13,57 @@ import os
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 
 from cxr_anomaly.core import atomic
-from cxr_anomaly.evaluation.references import ReferenceScore
-from cxr_anomaly.evaluation.split_scores import Evaluation, ScoredSplit
+from cxr_anomaly.evaluation.references import ReferenceJson, ReferenceScore
+from cxr_anomaly.evaluation.split_scores import Evaluation, EvaluationJson, ScoredSplit
 from cxr_anomaly.postprocess.post_processor import PostProcessor
 from cxr_anomaly.reporting import viz
 from cxr_anomaly.reporting.examples import Examples
-from cxr_anomaly.runtime.checkpoint import ModelMetadata, library_versions
+from cxr_anomaly.runtime.checkpoint import ModelMetadata, TrainingJson, library_versions
 
 RESULTS_FILE = "results.json"
 FIGURES = {"roc": "roc.png", "histograms": "histograms.png", "grid": "comparison_grid.png"}
+
+
+#: Per split, per image class: the number of patients and of images (``Splits.summary``).
+SplitSummary = dict[str, dict[str, dict[str, int]]]
+
+
+class ProtocolJson(TypedDict):
+    name: str
+    description: str
+
+
+class ModelJson(EvaluationJson):
+    """One model's entry in ``results.json``: its evaluation, training and settings."""
+
+    training: TrainingJson
+    config: dict[str, object]
+    run_dir: str
+
+
+class ResultsJson(TypedDict):
+    """``results.json``: what a study measured, on what, and how."""
+
+    title: str
+    data: str
+    protocol: ProtocolJson
+    split: str
+    split_summary: SplitSummary
+    image_size: int
+    preset: str | None
+    command: str
+    wall_seconds: float | None
+    notes: list[str]
+    models: dict[str, ModelJson]
+    references: dict[str, ReferenceJson]
+    figures: dict[str, str]
+    machine: dict[str, str | int | None]
+    versions: dict[str, str]
 
 
 @dataclass
@@ -57,7 +94,7 @@ class StudyContext:
     protocol: str
     protocol_description: str
     split: str
-    split_summary: dict[str, Any]
+    split_summary: SplitSummary
     image_size: int
     command: str
     preset: str | None = None
@@ -66,7 +103,7 @@ class StudyContext:
     wall_seconds: float | None = None
 
 
-def machine_description() -> dict[str, Any]:
+def machine_description() -> dict[str, str | int | None]:
     """The machine the numbers were measured on."""
     import torch
 
@@ -79,43 +116,40 @@ def machine_description() -> dict[str, Any]:
     }
 
 
-def _results_json(
-    context: StudyContext, results: list[ModelResult], references: dict[str, dict[str, Any]]
-) -> dict[str, Any]:
-    return {
-        "title": context.title,
-        "data": context.data,
-        "protocol": {"name": context.protocol, "description": context.protocol_description},
-        "split": context.split,
-        "split_summary": context.split_summary,
-        "image_size": context.image_size,
-        "preset": context.preset,
-        "command": context.command,
-        "wall_seconds": context.wall_seconds,
-        "notes": context.notes,
-        "models": {
-            r.name: {
-                **r.evaluation.to_dict(),
-                "training": asdict(r.metadata.training),
-                "config": {
-                    "model_params": r.metadata.model_params,
-                    "train": asdict(r.metadata.train),
-                    "protocol": asdict(r.metadata.protocol),
-                },
-                "run_dir": str(r.run_dir),
-            }
-            for r in results
+def _model_json(result: ModelResult) -> ModelJson:
+    metadata = result.metadata
+    return ModelJson(
+        **result.evaluation.to_dict(),
+        training=metadata.training.to_json(),
+        config={
+            "model_params": metadata.model_params,
+            "train": asdict(metadata.train),
+            "protocol": asdict(metadata.protocol),
         },
-        "references": references,
-        "figures": dict(FIGURES),
-        "machine": machine_description(),
-        "versions": library_versions(),
-    }
+        run_dir=str(result.run_dir),
+    )
 
 
-def references_of(results_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The trivial detectors and fusions of a ``results.json``."""
-    return dict(results_json.get("references", {}))
+def _results_json(
+    context: StudyContext, results: list[ModelResult], references: dict[str, ReferenceJson]
+) -> ResultsJson:
+    return ResultsJson(
+        title=context.title,
+        data=context.data,
+        protocol=ProtocolJson(name=context.protocol, description=context.protocol_description),
+        split=context.split,
+        split_summary=context.split_summary,
+        image_size=context.image_size,
+        preset=context.preset,
+        command=context.command,
+        wall_seconds=context.wall_seconds,
+        notes=context.notes,
+        models={r.name: _model_json(r) for r in results},
+        references=references,
+        figures=dict(FIGURES),
+        machine=machine_description(),
+        versions=library_versions(),
+    )
 
 
 def _map_floor(result: ModelResult, examples: Examples) -> float:
@@ -140,7 +174,7 @@ def _write_reference_scores(
             writer.writerow(identity + [f"{references[n].scores[i]:.8g}" for n in names])
 
 
-def curve_label(name: str, entry: dict[str, Any]) -> str:
+def curve_label(name: str, entry: ReferenceJson) -> str:
     """How a reference is named in figures and tables: fusions as they are, the trivial
     detectors with "(trivial)"."""
     return name if entry.get("kind") == "fusion" else f"{name} (trivial)"
@@ -152,7 +186,7 @@ def write_study(
     results: list[ModelResult],
     examples: Examples | None,
     references: dict[str, ReferenceScore] | None = None,
-) -> dict[str, Any]:
+) -> ResultsJson:
     """Write the score CSVs, the figures and ``results.json`` under ``out_dir``; return the JSON
     (:func:`cxr_anomaly.reporting.html.write_study_report` lays it out as ``report.html``)."""
     out_dir.mkdir(parents=True, exist_ok=True)

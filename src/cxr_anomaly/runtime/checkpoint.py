@@ -12,7 +12,7 @@ import json
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 from safetensors.torch import load_file, save
@@ -79,6 +79,35 @@ class TrainingRecord:
     best_val_loss: float | None = None
     #: The run whose network this one kept, for a run made by ``refit``.
     refit_from: str | None = None
+
+    def to_json(self) -> TrainingJson:
+        return TrainingJson(
+            epochs=self.epochs,
+            steps=self.steps,
+            seconds=self.seconds,
+            precision=self.precision,
+            devices=self.devices,
+            num_nodes=self.num_nodes,
+            n_train_images=self.n_train_images,
+            best_epoch=self.best_epoch,
+            best_val_loss=self.best_val_loss,
+            refit_from=self.refit_from,
+        )
+
+
+class TrainingJson(TypedDict):
+    """:class:`TrainingRecord` as results files hold it."""
+
+    epochs: int
+    steps: int
+    seconds: float
+    precision: str
+    devices: int
+    num_nodes: int
+    n_train_images: int
+    best_epoch: int | None
+    best_val_loss: float | None
+    refit_from: str | None
 
 
 @dataclass

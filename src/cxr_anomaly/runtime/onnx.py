@@ -4,15 +4,37 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
+
+from cxr_anomaly.postprocess.post_processor import PostProcessorJson
 
 EXPORT_FILE = "export.json"
-
-
 ONNX_FILE = "model.onnx"
-
-
 FORMATS = ("onnx",)
+
+
+class PreprocessingJson(TypedDict):
+    image_size: int
+    intensity: str
+    apply_voi_lut: bool
+
+
+class ExportJson(TypedDict):
+    """``export.json``: what the graph of an exported model cannot hold, and its parity check."""
+
+    format: str
+    onnx: str
+    opset: int
+    model: str
+    score: str
+    outputs: list[str]
+    input: str
+    preprocessing: PreprocessingJson
+    post_processor: PostProcessorJson
+    map_region: str | None
+    exported_from: str
+    versions: dict[str, str]
+    parity: dict[str, float | int | str]
 
 
 class ExportError(ValueError):
@@ -32,11 +54,11 @@ def onnx_session(path: Path) -> Any:
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def read_export(path: Path) -> dict[str, Any]:
+def read_export(path: Path) -> ExportJson:
     """The ``export.json`` of an exported model folder (raises ExportError if unusable)."""
     file = Path(path) / EXPORT_FILE
     try:
-        description: dict[str, Any] = json.loads(file.read_text())
+        description: ExportJson = json.loads(file.read_text())
     except (OSError, ValueError) as err:
         raise ExportError(f"{file}: cannot read the export description: {err}") from err
     if description.get("format") not in FORMATS:

@@ -5,8 +5,8 @@ pointing game.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -19,6 +19,18 @@ logger = logging.getLogger(__name__)
 
 #: Pooled pixel metrics use at most this many pixels (a fixed-seed uniform sample beyond it).
 MAX_PIXELS = 2_000_000
+
+
+class PixelMetricsJson(TypedDict):
+    """:class:`PixelMetrics` as results files hold it."""
+
+    pixel_auroc: float
+    pixel_ap: float
+    best_dice: float
+    dice_threshold: float
+    pointing_game: float
+    n_images: int
+    n_annotated: int
 
 
 #: The pointing game smooths maps with this sigma, in pixels at 64x64 (scaled with the side).
@@ -218,9 +230,17 @@ class PixelMetrics:
     n_images: int
     n_annotated: int
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> PixelMetricsJson:
         """A JSON-ready dict."""
-        return asdict(self)
+        return PixelMetricsJson(
+            pixel_auroc=float(self.pixel_auroc),
+            pixel_ap=float(self.pixel_ap),
+            best_dice=float(self.best_dice),
+            dice_threshold=float(self.dice_threshold),
+            pointing_game=float(self.pointing_game),
+            n_images=int(self.n_images),
+            n_annotated=int(self.n_annotated),
+        )
 
 
 def pixel_metrics(maps: ArrayLike, masks: ArrayLike, sigma: float | None = None) -> PixelMetrics:

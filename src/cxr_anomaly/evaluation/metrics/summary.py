@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 from numpy.typing import ArrayLike
 
@@ -16,6 +16,20 @@ from cxr_anomaly.evaluation.metrics.image import (
     sensitivity_at_specificity,
 )
 from cxr_anomaly.evaluation.metrics.intervals import N_BOOTSTRAP, bootstrap_ci
+
+
+class ImageMetricsJson(TypedDict):
+    """:class:`ImageMetrics` as results files hold it (intervals as 2-element lists)."""
+
+    auroc: float
+    auroc_ci: list[float]
+    ap: float
+    ap_ci: list[float]
+    sens_at_90spec: float
+    sens_at_95spec: float
+    n_normal: int
+    n_abnormal: int
+    per_class: dict[str, float]
 
 
 @dataclass
@@ -44,13 +58,19 @@ class ImageMetrics:
     n_abnormal: int
     per_class: dict[str, float] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ImageMetricsJson:
         """A JSON-ready dict (intervals as 2-element lists)."""
-        d = asdict(self)
-        d["auroc_ci"] = [float(v) for v in self.auroc_ci]
-        d["ap_ci"] = [float(v) for v in self.ap_ci]
-        d["per_class"] = {k: float(v) for k, v in self.per_class.items()}
-        return d
+        return ImageMetricsJson(
+            auroc=float(self.auroc),
+            auroc_ci=[float(v) for v in self.auroc_ci],
+            ap=float(self.ap),
+            ap_ci=[float(v) for v in self.ap_ci],
+            sens_at_90spec=float(self.sens_at_90spec),
+            sens_at_95spec=float(self.sens_at_95spec),
+            n_normal=int(self.n_normal),
+            n_abnormal=int(self.n_abnormal),
+            per_class={k: float(v) for k, v in self.per_class.items()},
+        )
 
 
 def image_metrics(
