@@ -109,7 +109,8 @@ def modes(run_dir: Path, split: str, full_images: int, n_boot: int) -> dict[str,
     data.prepare([split])
     view = data.view(split)
     found: dict[str, Any] = {"run": str(run_dir), "split": split, "n_images": len(view)}
-    fast_stride = int(metadata.model_params["stride"])
+    fast_stride = metadata.model_params["stride"]
+    assert isinstance(fast_stride, int)
     subset_index = (
         [int(i) for i in np.linspace(0, len(view) - 1, min(full_images, len(view)))]
         if full_images > 0
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{payload['simplex'].get('opensimplex_fields_per_s', float('nan')):.2f}"
     )
     for run in (Path(r) for r in args.runs.split(",")):
-        noise = read_metadata(run).model_params["noise"]
+        noise = str(read_metadata(run).model_params["noise"])
         size = read_metadata(run).data.size
         ref_seconds, ref_params = reference_seconds_per_image(noise, size, args.reference_images)
         found = modes(run, args.split, args.full_images, args.n_boot)

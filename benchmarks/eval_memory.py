@@ -83,7 +83,7 @@ def _measure(n_images: int, args: argparse.Namespace) -> dict[str, Any]:
         data = PreparedData(DataConfig(spec=spec, size=args.size, cache_dir=cache, workers=2))
         data.prepare()
         view = data.view("test")
-        params = load_preset(args.model, "quick").get("model_params", {})
+        params = load_preset(args.model, "quick").model_params
         torch.manual_seed(0)
         model = build_model(args.model, {**params, "image_size": args.size})
         before = rss_anon_mb()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from common import machine, write_json
+from cxr_anomaly.core.config import Settings
 from cxr_anomaly.models.registry import model_names
 
 
@@ -44,7 +45,7 @@ def _child(model: str, processes: int, epochs: int, n_train: int, out: Path) -> 
 
     spec = f"synthetic:n_train={n_train},n_val_normal=16,n_test_normal=8,n_test_abnormal=8"
     data = DataConfig(spec=spec, cache_dir=str(out / "cache"))
-    overrides = {
+    overrides: Settings = {
         "max_epochs": epochs,
         "accelerator": "auto",
         "devices": processes,

@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from common import machine, write_json
+from cxr_anomaly.core.config import Settings
 from cxr_anomaly.models.registry import model_names
 
 RSNA_TRAINING_IMAGES = 6196  # 70% of RSNA's 8,851 "Normal" images (the reference protocol)
@@ -45,7 +46,7 @@ def _measure(model_name: str, preset: str, precision: str, args: argparse.Namesp
     overrides: dict[str, Any] = {"precision": precision}
     if args.batch_size:
         overrides["batch_size"] = args.batch_size
-    model_overrides = (
+    model_overrides: Settings = (
         {"inference_bf16": precision == "bf16-mixed"} if "anoddpm" in model_name else {}
     )
     config = build_run_config(model_name, preset, data, overrides, model_overrides)

@@ -21,7 +21,7 @@ def _config(*flags: str) -> RunConfig:
 def test_no_flag_trains_the_default_recipe_with_its_intensity() -> None:
     config = _config()
     robust = load_preset("anatpaste", "robust")
-    assert asdict(config.train.augment) == robust["train"]["augment"]
+    assert asdict(config.train.augment) == robust.train["augment"]
     assert config.data.intensity == "local"
 
 
@@ -29,7 +29,7 @@ def test_the_command_line_still_wins() -> None:
     assert _config("--intensity", "none").data.intensity == "none"
     quick = _config("--preset", "quick")
     assert quick.data.intensity == "none"  # the quick preset names no intensity
-    assert asdict(quick.train.augment) != load_preset("anatpaste", "robust")["train"]["augment"]
+    assert asdict(quick.train.augment) != load_preset("anatpaste", "robust").train["augment"]
 
 
 @pytest.mark.parametrize("name", model_names())

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cxr_anomaly.core.config import ConfigError, TrainConfig
+from cxr_anomaly.core.config import ConfigError, Settings, TrainConfig
 from cxr_anomaly.data.phantoms import make_phantom
 from cxr_anomaly.jobs.training import TrainResult, refit_normal, train
 from cxr_anomaly.models.anatpaste.lightning_model import AnatPaste
@@ -82,7 +82,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
 def test_refit_keeps_the_network_and_adds_the_dense_statistics(
     trained: TrainResult, tmp_path: Path
 ) -> None:
-    overrides = {"dense_stages": [0, 1], "default_score": "dense"}
+    overrides: Settings = {"dense_stages": [0, 1], "default_score": "dense"}
     out = refit_normal(trained.run_dir, tmp_path / "dense", overrides)
     metadata = read_metadata(out)
     assert metadata.model_params["default_score"] == "dense"

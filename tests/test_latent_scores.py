@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cxr_anomaly.core.config import TrainConfig
+from cxr_anomaly.core.config import SettingValue, TrainConfig
 from cxr_anomaly.jobs.training import train
 from cxr_anomaly.models.bigan.lightning_model import BiGAN
 from cxr_anomaly.models.components.gaussian import FeatureGaussian
@@ -39,7 +39,7 @@ def test_the_gaussian_distance_is_two_sided_and_scaled_by_the_spread() -> None:
 ADDED = {"vaegan": ("latent", "critic"), "bigan": ("latent",)}
 
 
-def _model(name: str, **params: object) -> AnomalyModel:
+def _model(name: str, **params: SettingValue) -> AnomalyModel:
     torch.manual_seed(0)
     model = build_model(name, {**TINY_PARAMS[name], **params}, TrainConfig(precision="32-true"))
     return model.eval()

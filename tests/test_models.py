@@ -307,7 +307,7 @@ def test_every_model_has_tiny_quick_and_paper_presets() -> None:
 def test_every_bundled_preset_builds_its_model(name: str, preset: str) -> None:
     config = build_run_config(name, preset, DataConfig(spec="synthetic:", size=64))
     model = build_model(config.model, config.model_params, config.train)
-    for key, value in load_preset(name, preset).get("model_params", {}).items():
+    for key, value in load_preset(name, preset).model_params.items():
         assert getattr(model.config, key) == (tuple(value) if isinstance(value, list) else value)
 
 
@@ -315,9 +315,9 @@ def test_bigan_robust_is_the_measured_variant() -> None:
     """The quick preset scored with ``lowpass`` (benchmarks/official.yaml, bigan+local+lowpass),
     whose test-dev numbers the README quotes for it."""
     quick, robust = load_preset("bigan", "quick"), load_preset("bigan", "robust")
-    expected = {**quick["model_params"], "lowpass_sigma": 2.0, "default_score": "lowpass"}
-    assert robust["model_params"] == expected
-    assert robust["train"] == quick["train"]
+    expected = {**quick.model_params, "lowpass_sigma": 2.0, "default_score": "lowpass"}
+    assert robust.model_params == expected
+    assert robust.train == quick.train
 
 
 def test_anatpaste_long_is_the_measured_variant() -> None:
@@ -326,13 +326,13 @@ def test_anatpaste_long_is_the_measured_variant() -> None:
     preset's comment and the README quote."""
     paper, robust = load_preset("anatpaste", "paper"), load_preset("anatpaste", "robust")
     long = load_preset("anatpaste", "long")
-    assert long["model_params"] == paper["model_params"]
-    assert long["train"] == {**paper["train"], "augment": robust["train"]["augment"]}
+    assert long.model_params == paper.model_params
+    assert long.train == {**paper.train, "augment": robust.train["augment"]}
     spec = yaml.safe_load((BENCHMARKS / "generalisation.yaml").read_text())
     (variant,) = [v for v in spec["variants"] if v["name"] == "anatpaste-paper+local+augment"]
     assert variant["preset"] == "paper"
     assert variant["data"] == {"intensity": "local"}
-    assert variant["train"] == {"augment": robust["train"]["augment"]}
+    assert variant["train"] == {"augment": robust.train["augment"]}
     assert "model_params" not in variant
 
 

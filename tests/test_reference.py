@@ -27,7 +27,7 @@ opensimplex = pytest.importorskip("opensimplex")
 
 
 def _paper(name: str) -> dict[str, Any]:
-    return dict(load_preset(name, "paper")["model_params"])
+    return dict(load_preset(name, "paper").model_params)
 
 
 def _reference_simplex_std(seeds: int = 3, size: int = 64) -> float:
@@ -57,7 +57,7 @@ def _reference_simplex_std(seeds: int = 3, size: int = 64) -> float:
 def _noise_level_at_depth(preset: str) -> float:
     """Standard deviation of the noise a simplex preset adds to an image at its depth."""
     params = _paper("anoddpm-simplex") if preset == "paper" else None
-    params = params or dict(load_preset("anoddpm-simplex", preset)["model_params"])
+    params = params or dict(load_preset("anoddpm-simplex", preset).model_params)
     # The noise does not depend on the network: make it small.
     params.update(
         channels=[8, 16], attention_resolutions=[], num_head_channels=8, norm_num_groups=8

@@ -58,7 +58,7 @@ def test_the_unet_gains_a_level_per_doubling_and_keeps_its_bottleneck(
 
 
 def test_the_paper_preset_attends_at_32_16_and_8_at_64_and_at_128_px() -> None:
-    params = load_preset("anoddpm-simplex", "paper")["model_params"]
+    params = load_preset("anoddpm-simplex", "paper").model_params
     for size in (64, 128):
         config = model_config("anoddpm-simplex", {**params, "image_size": size})
         assert isinstance(config, AnoDDPMConfig)
@@ -74,7 +74,7 @@ def test_a_size_the_unet_cannot_halve_is_a_clear_error() -> None:
 
 @pytest.mark.parametrize("preset", ["quick", "paper"])
 def test_the_coarsest_simplex_octave_covers_the_same_fraction_at_64_and_128(preset: str) -> None:
-    params = load_preset("anoddpm-simplex", preset)["model_params"]
+    params = load_preset("anoddpm-simplex", preset).model_params
     fractions = []
     for size in (64, 128):
         config = model_config("anoddpm-simplex", {**params, "image_size": size})
@@ -122,7 +122,7 @@ def test_map_smoothing_is_given_at_64_px() -> None:
 def test_gan_parameters_grow_with_the_work_not_the_square_of_the_side(
     name: str, preset: str
 ) -> None:
-    params = load_preset(name, preset)["model_params"]
+    params = load_preset(name, preset).model_params
     counts = {}
     for size in (64, 256):
         model = build_model(name, {**params, "image_size": size})

@@ -15,7 +15,7 @@ SIZE = 32
 
 def _tiny_params(name: str) -> dict[str, Any]:
     """The ``tiny`` preset's model parameters of ``name``, at :data:`SIZE`."""
-    return {**load_preset(name, "tiny").get("model_params", {}), "image_size": SIZE}
+    return {**load_preset(name, "tiny").model_params, "image_size": SIZE}
 
 
 MODEL_NAMES = model_names()

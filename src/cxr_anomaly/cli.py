@@ -23,6 +23,8 @@ from cxr_anomaly.core.config import (
     ConfigError,
     DataConfig,
     RunConfig,
+    Settings,
+    from_dict,
 )
 from cxr_anomaly.data.images import ImageReadError
 from cxr_anomaly.data.sources import DataSourceError
@@ -111,8 +113,8 @@ def _add_trainer_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _trainer_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
+def _trainer_overrides(args: argparse.Namespace) -> Settings:
+    overrides: Settings = {}
     for key in ("accelerator", "strategy", "precision"):
         if getattr(args, key, None) is not None:
             overrides[key] = getattr(args, key)
@@ -127,8 +129,8 @@ def _parse_value(text: str) -> Any:
     return yaml.safe_load(text)
 
 
-def _set_overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
+def _set_overrides(pairs: Sequence[str] | None) -> Settings:
+    overrides: Settings = {}
     for pair in pairs or ():
         key, sep, value = pair.partition("=")
         if not sep or not key:
@@ -237,14 +239,11 @@ def cmd_refit(args: argparse.Namespace) -> int:
 def _scoring_options(args: argparse.Namespace) -> Any:
     from cxr_anomaly.runtime.trainer import ScoringOptions
 
-    hardware = _trainer_overrides(args)
-    return ScoringOptions(
-        batch_size=args.score_batch_size,
-        accelerator=hardware.get("accelerator", "auto"),
-        devices=hardware.get("devices", 1),
-        num_nodes=hardware.get("num_nodes", 1),
-        strategy=hardware.get("strategy", "auto"),
-        progress=not args.quiet,
+    hardware = {k: v for k, v in _trainer_overrides(args).items() if k != "precision"}
+    settings: Settings = {"accelerator": "auto", "strategy": "auto", **hardware}
+    return from_dict(
+        ScoringOptions,
+        {**settings, "batch_size": args.score_batch_size, "progress": not args.quiet},
     )
 
 

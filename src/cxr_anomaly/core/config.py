@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, Union, get_args, get_origin
+from typing import Any, TypeAlias, TypeVar, Union, get_args, get_origin
 
 import yaml
 
@@ -41,6 +41,15 @@ PRESET_DATA_KEYS = ("intensity",)
 
 """What a preset may say about the data: the preprocessing its recipe was chosen with. The
 command line's data settings replace it (``train`` takes it where ``--intensity`` is absent)."""
+
+#: A setting's value as YAML, JSON or ``--set`` give it, before :func:`from_dict` checks it
+#: against the dataclass field it is for.
+SettingValue: TypeAlias = (
+    "str | int | float | bool | list[SettingValue] | tuple[SettingValue, ...] "
+    "| dict[str, SettingValue] | None"
+)
+#: Settings by field name (a preset's section, ``--set`` overrides, a model's parameters).
+Settings: TypeAlias = "dict[str, SettingValue]"
 
 
 class ConfigError(ValueError):
@@ -184,15 +193,15 @@ class RunConfig:
     """Everything a training run needs: model name and hyperparameters, data, training."""
 
     model: str
-    model_params: dict[str, Any] = field(default_factory=dict)
+    model_params: Settings = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Settings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+    def from_dict(cls, raw: Settings) -> RunConfig:
         return from_dict(cls, raw)
 
 
@@ -249,7 +258,7 @@ def _check_type(value: Any, annotation: Any, key: str) -> Any:
     return value
 
 
-def from_dict(cls: type[T], raw: dict[str, Any], prefix: str = "") -> T:
+def from_dict(cls: type[T], raw: Settings, prefix: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types.
 
     Example:
@@ -273,18 +282,19 @@ def from_dict(cls: type[T], raw: dict[str, Any], prefix: str = "") -> T:
         raise ConfigError(f"{prefix or cls.__name__}: {err}") from err
 
 
-def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def merge(base: Settings, override: Settings) -> Settings:
     """Recursively merge ``override`` into a copy of ``base`` (mappings merge, others replace)."""
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
+        current = merged.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            merged[key] = merge(current, value)
         else:
             merged[key] = value
     return merged
 
 
-def load_yaml(path: Path) -> dict[str, Any]:
+def load_yaml(path: Path) -> Settings:
     """Read a YAML mapping; a missing file or non-mapping content is a ConfigError."""
     try:
         loaded = yaml.safe_load(path.read_text())

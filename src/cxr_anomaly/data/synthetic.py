@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 from functools import cached_property
-from typing import Any
 
+from cxr_anomaly.core.config import Settings, from_dict
 from cxr_anomaly.data.images import ReadOptions
 from cxr_anomaly.data.phantoms import SyntheticItem, SyntheticSpec, render_item, synthetic_items
 from cxr_anomaly.data.records import ABNORMAL, NORMAL, Sample
@@ -23,7 +23,7 @@ GENERATOR_VERSION = 1
 def parse_synthetic_options(argument: str) -> SyntheticSpec:
     """``n_train=500,difficulty=0.4`` -> SyntheticSpec; unknown keys or bad values raise."""
     fields = {f.name: f for f in dataclasses.fields(SyntheticSpec)}
-    values: dict[str, Any] = {}
+    values: Settings = {}
     for part in filter(None, (p.strip() for p in argument.split(","))):
         key, sep, value = part.partition("=")
         key = key.strip()
@@ -35,7 +35,7 @@ def parse_synthetic_options(argument: str) -> SyntheticSpec:
             values[key] = float(value) if key == "difficulty" else int(value)
         except ValueError as err:
             raise DataSourceError(f"synthetic option {part!r}: {err}") from err
-    return SyntheticSpec(**values)
+    return from_dict(SyntheticSpec, values)
 
 
 class SyntheticSource(DataSource):

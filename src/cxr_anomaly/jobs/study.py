@@ -19,9 +19,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from cxr_anomaly.core.config import ConfigError, DataConfig, RunConfig, load_yaml
+from cxr_anomaly.core.config import ConfigError, DataConfig, RunConfig, Settings, load_yaml
 from cxr_anomaly.data.datamodule import PreparedData, SplitView
 from cxr_anomaly.data.splits import SPLITS, external_protocol
 from cxr_anomaly.evaluation import metrics
@@ -188,8 +187,8 @@ class BenchmarkOptions(StudyOptions):
     models: tuple[str, ...] = field(default_factory=lambda: model_names(DEMO))
     data: DataConfig = field(default_factory=DataConfig)
     preset: str = "quick"
-    train_overrides: dict[str, Any] = field(default_factory=dict)
-    model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train_overrides: Settings = field(default_factory=dict)
+    model_overrides: dict[str, Settings] = field(default_factory=dict)
     progress: bool = True
     runs_dir: Path | None = None
     """Where the trained runs live (default ``out/runs``): another benchmark's runs are reused

@@ -11,7 +11,6 @@ import logging
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, Timer
@@ -20,6 +19,7 @@ from cxr_anomaly.core import atomic
 from cxr_anomaly.core.config import (
     ConfigError,
     RunConfig,
+    Settings,
     load_yaml,
     to_yaml,
 )
@@ -143,7 +143,7 @@ def train(
     return result
 
 
-def refit_normal(run_dir: Path, out_dir: Path, model_overrides: dict[str, Any]) -> Path:
+def refit_normal(run_dir: Path, out_dir: Path, model_overrides: Settings) -> Path:
     """A trained run with other scoring settings, without training again.
 
     The network's weights are kept; ``model_overrides`` change the model parameters that only

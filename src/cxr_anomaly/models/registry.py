@@ -13,9 +13,9 @@ import importlib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from cxr_anomaly.core.config import ConfigError, TrainConfig, from_dict
+from cxr_anomaly.core.config import ConfigError, Settings, TrainConfig, from_dict
 
 if TYPE_CHECKING:
     from cxr_anomaly.models.components.base import ModelConfig
@@ -36,7 +36,7 @@ class ModelSpec:
     target: str
     summary: str
     #: Config fields the name fixes (``anoddpm-simplex`` is AnoDDPM with simplex noise).
-    fixed: dict[str, Any] = field(default_factory=dict)
+    fixed: Settings = field(default_factory=dict)
     tags: frozenset[str] = frozenset()
     #: The recipe for real radiographs: the preset ``train`` uses when none is named.
     default_preset: str = "robust"
@@ -103,7 +103,7 @@ def model_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def model_config(name: str, params: dict[str, Any]) -> ModelConfig:
+def model_config(name: str, params: Settings) -> ModelConfig:
     """The typed config of model ``name`` from raw ``params`` (unknown keys are errors)."""
     spec = model_spec(name)
     clashes = {k for k in params if k in spec.fixed and params[k] != spec.fixed[k]}
@@ -113,9 +113,7 @@ def model_config(name: str, params: dict[str, Any]) -> ModelConfig:
     return from_dict(config_class, {**params, **spec.fixed}, prefix="model_params.")
 
 
-def build_model(
-    name: str, params: dict[str, Any], train: TrainConfig | None = None
-) -> AnomalyModel:
+def build_model(name: str, params: Settings, train: TrainConfig | None = None) -> AnomalyModel:
     """A fresh model ``name`` with hyperparameters ``params``.
 
     Example:

@@ -12,14 +12,14 @@ import json
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import torch
 from safetensors.torch import load_file, save
 
 from cxr_anomaly import __version__
 from cxr_anomaly.core import atomic
-from cxr_anomaly.core.config import DataConfig, TrainConfig, from_dict
+from cxr_anomaly.core.config import DataConfig, Settings, TrainConfig, from_dict
 from cxr_anomaly.models.registry import build_model
 from cxr_anomaly.postprocess.post_processor import PostProcessor
 
@@ -116,7 +116,7 @@ class ModelMetadata:
 
     model: str
     #: The model's own settings (its ``ModelConfig`` subclass, by field name).
-    model_params: dict[str, Any]
+    model_params: Settings
     train: TrainConfig
     data: DataConfig
     protocol: ProtocolRecord
