@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -175,3 +176,22 @@ def test_failed_save_leaves_the_old_file_and_no_temp(
         viz.plot_roc(_roc_data(1), target)
     assert _only_file(tmp_path) == target
     assert target.read_bytes() == before
+
+
+def test_every_roc_curve_looks_different_past_the_palette() -> None:
+    styles = [viz.curve_style(i) for i in range(4 * len(viz.PALETTE))]
+    assert len(set(styles)) == len(styles)
+    curves = {f"model {i}": _roc_data(1)["BiGAN"] for i in range(10)}
+    fig = viz.roc_figure(curves)
+    lines = fig.axes[0].get_lines()[1:]  # after the chance diagonal
+    assert len({(line.get_color(), line.get_linestyle()) for line in lines}) == 10
+
+
+def test_a_long_roc_title_stays_inside_the_figure() -> None:
+    title = "ROC: folder: zhanglab-cxr, the official test split of a dataset with a long name"
+    fig = viz.roc_figure(_roc_data(), title=title)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    box = fig._suptitle.get_window_extent(canvas.get_renderer())  # type: ignore[union-attr]
+    frame = fig.bbox
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1

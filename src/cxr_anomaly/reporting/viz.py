@@ -16,6 +16,7 @@ Conventions:
 from __future__ import annotations
 
 import logging
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,11 @@ PALETTE = (
     "#000000",  # black
     "#F0E442",  # yellow
 )
+
+#: Past the palette's eight colours, curves change line style, so no two curves look alike.
+LINE_STYLES = ("-", "--", ":", "-.")
+#: Titles wrap at this many characters, so that none runs past a figure's edge.
+TITLE_WIDTH = 48
 
 _OUTLINE = "#FFE600"  # yellow for masks and boxes
 _NORMAL_COLOUR = "#0072B2"
@@ -123,6 +129,11 @@ def plot_roc(
     Returns:
         ``path``.
     """
+    return save_figure(roc_figure(curves, title), path)
+
+
+def roc_figure(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], title: str = "") -> Figure:
+    """The figure :func:`plot_roc` saves (the title wrapped above the axes, inside the figure)."""
     if not curves:
         raise ValueError("plot_roc needs at least one curve")
     # The legend goes below the axes, one row per curve, so that it never hides a curve.
@@ -133,10 +144,12 @@ def plot_roc(
     for i, (name, (labels, scores)) in enumerate(curves.items()):
         fpr, tpr, _ = metrics.roc_curve(labels, scores)
         auc = metrics.auroc(labels, scores)
+        color, style = curve_style(i)
         (line,) = ax.plot(
             fpr,
             tpr,
-            color=PALETTE[i % len(PALETTE)],
+            color=color,
+            linestyle=style,
             linewidth=2.0,
             label=f"{name} (AUROC = {auc:.2f})",
             zorder=3,
@@ -159,8 +172,13 @@ def plot_roc(
     ax.grid(True, color="#dddddd", linewidth=0.7, zorder=0)
     ax.tick_params(labelsize=10)
     if title:
-        ax.set_title(title, fontsize=13)
-    return save_figure(fig, path)
+        fig.suptitle("\n".join(textwrap.wrap(title, TITLE_WIDTH)), fontsize=13)
+    return fig
+
+
+def curve_style(index: int) -> tuple[str, str]:
+    """The colour and line style of the ``index``-th curve: distinct for the first 32."""
+    return PALETTE[index % len(PALETTE)], LINE_STYLES[(index // len(PALETTE)) % len(LINE_STYLES)]
 
 
 # --------------------------------------------------------------------------------------------
