@@ -192,6 +192,7 @@ def test_a_long_roc_title_stays_inside_the_figure() -> None:
     fig = viz.roc_figure(_roc_data(), title=title)
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
-    box = fig._suptitle.get_window_extent(canvas.get_renderer())  # type: ignore[union-attr]
+    (suptitle,) = fig.texts
+    box = suptitle.get_window_extent(canvas.get_renderer())
     frame = fig.bbox
     assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
