@@ -332,6 +332,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         specificity=args.specificity,
         options=_scoring_options(args),
         num_workers=args.workers,
+        regions=args.regions,
     )
     if report is None:  # a secondary process of a distributed run
         return 0
@@ -340,6 +341,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         + (f" ({report.n_resumed} from an earlier run)" if report.n_resumed else "")
     )
     print(f"predictions: {report.csv_path}")
+    if args.regions:
+        print(f"regions: {report.csv_path.parent / 'regions.csv'}")
     if report.failures:
         print("failed:", file=sys.stderr)
         for path, error in report.failures:
@@ -486,6 +489,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--batch-size", type=int, default=32)
     predict.add_argument("--workers", type=int, default=0, help="processes reading the files")
+    predict.add_argument(
+        "--regions",
+        action="store_true",
+        help="also write regions.csv: each map region above the map scale, as a box in the "
+        "original image's pixels (x, y, width, height), and box them on the overlays",
+    )
     _add_trainer_args(predict)
     predict.set_defaults(func=cmd_predict)
 

@@ -38,8 +38,9 @@ from cxr_anomaly.data.images import (
 from cxr_anomaly.data.preprocess import preprocess
 from cxr_anomaly.models.components.lightning_model import AnomalyModel
 from cxr_anomaly.postprocess.calibration import ScoreCalibration
-from cxr_anomaly.postprocess.maps import drawn_map
+from cxr_anomaly.postprocess.maps import MAP_REGIONS, drawn_map
 from cxr_anomaly.postprocess.post_processor import PostProcessor
+from cxr_anomaly.postprocess.regions import Region, map_regions
 from cxr_anomaly.postprocess.sharpness_fusion import SharpnessFusion
 from cxr_anomaly.reporting import viz
 from cxr_anomaly.runtime.checkpoint import (
@@ -69,8 +70,24 @@ CSV_COLUMNS = (
 )
 CHUNK = 512
 RESULT_FILE = "predictions.csv"
+REGIONS_FILE = "regions.csv"
+#: ``regions.csv``: one row per region (boxes in the original image's pixels, as RSNA's).
+REGION_COLUMNS = (
+    "path",
+    "region",
+    "x",
+    "y",
+    "width",
+    "height",
+    "peak",
+    "map_pixels",
+    "score",
+    "model",
+)
 PARTIAL_FILE = "predictions.partial.csv"
 OVERLAY_SCALE = 4
+#: Full-resolution overlays are drawn at most this many pixels on their long side.
+MAX_OVERLAY_SIDE = 2048
 #: One input as the loader gives it: the image and what its row needs (ok, error, patient...).
 Batch = dict[str, Any]
 
@@ -275,30 +292,79 @@ class ScoringModel(ABC):
             row.reconstruction = None if recon is None else recon[i]
         return rows
 
-    def overlay(self, prediction: Prediction) -> np.ndarray:
-        """RGB uint8: the image, its red heatmap and (if the model has one) the reconstruction,
-        under a caption with the score, its normal percentile and the decision."""
+    def read_original(self, item: str | Path | np.ndarray) -> np.ndarray:
+        """An input as the reader gives it, before any resize: grey (H, W) in [0, 1]."""
+        if isinstance(item, np.ndarray):
+            return to_grey(item)
+        return read_image(item, self.read_options).pixels
+
+    def _inside(self, prediction: Prediction) -> np.ndarray | None:
+        """Where the map is drawn (and regions are found): the lungs for AnatPaste."""
+        if self.map_region is None or prediction.image is None:
+            return None
+        return MAP_REGIONS[self.map_region](prediction.image)
+
+    def regions(self, prediction: Prediction, original_shape: tuple[int, int]) -> list[Region]:
+        """The map's connected regions above the map scale (as anomalous as the top 0.5% of
+        normal validation pixels), as boxes on an original of ``original_shape`` (H, W)."""
+        if prediction.anomaly_map is None:
+            return []
+        threshold = self.post_processor.map_scale
+        return map_regions(
+            prediction.anomaly_map, threshold, original_shape, self._inside(prediction)
+        )
+
+    def overlay(
+        self,
+        prediction: Prediction,
+        original: np.ndarray | None = None,
+        regions: Sequence[Region] = (),
+    ) -> np.ndarray:
+        """RGB uint8 under a caption (score, normal percentile, decision, the colour scale):
+        with ``original``, the radiograph at its own resolution (up to
+        :data:`MAX_OVERLAY_SIDE`) with the map in red and the ``regions`` boxed, then the model's
+        input with its map; without it, the input, its map and (if the model has one) the
+        reconstruction, enlarged."""
         if prediction.image is None or prediction.anomaly_map is None:
             raise ValueError("no image to draw for a failed prediction")
         image = prediction.image
-        floor = self.post_processor.map_floor
+        floor, scale = self.post_processor.map_floor, self.post_processor.map_scale or None
         amap = drawn_map(prediction.anomaly_map, image, self.map_region, floor)
-        heat = viz.red_heatmap_overlay(
-            image, amap, vmax=self.post_processor.map_scale or None, vmin=floor
-        )
-        panels = [np.repeat(image[..., None], 3, axis=2), heat]
-        labels = ["image", "anomaly map (red)"]
-        if prediction.reconstruction is not None:
-            panels.append(np.repeat(prediction.reconstruction[..., None], 3, axis=2))
-            labels.append("reconstruction")
+        heat = viz.red_heatmap_overlay(image, amap, vmax=scale, vmin=floor)
         caption = [
             f"{self.name} ({self.score_name}): {prediction.decision}",
-            f"score {prediction.score:.4g}, threshold {prediction.threshold:.4g}",
+            f"score {prediction.score:.4g}, threshold {prediction.threshold:.4g}, "
             f"normal percentile {prediction.normal_percentile:.1f}",
+            f"red: none at map <= {floor:.3g} (median normal pixel), "
+            f"full at >= {scale or float('nan'):.3g} (99.5th percentile of normal pixels)",
         ]
         if prediction.out_of_distribution:
             caption.append("OUT OF DISTRIBUTION: unlike its normal images; not a diagnosis")
-        return viz.labelled_panels(panels, labels, caption, scale=OVERLAY_SCALE)
+        if original is None:
+            panels = [np.repeat(image[..., None], 3, axis=2), heat]
+            labels = ["image", "anomaly map (red)"]
+            if prediction.reconstruction is not None:
+                panels.append(np.repeat(prediction.reconstruction[..., None], 3, axis=2))
+                labels.append("reconstruction")
+            return viz.labelled_panels(panels, labels, caption, scale=OVERLAY_SCALE)
+        big = viz.radiograph_overlay(
+            original,
+            prediction.anomaly_map,
+            floor,
+            scale,
+            self._inside(prediction),
+            [(r.x, r.y, r.width, r.height) for r in regions],
+            MAX_OVERLAY_SIDE,
+        )
+        side = big.shape[0]
+        model_view = viz.resized(heat, (side, side), smooth=False)
+        height, width = original.shape
+        labels = [
+            f"the radiograph ({width} x {height}), map in red"
+            + (f", {len(regions)} region(s) boxed" if regions else ""),
+            f"the model's input ({image.shape[0]} px), its map",
+        ]
+        return viz.labelled_panels([big, model_view], labels, caption, scale=1)
 
 
 class TrainedModel(ScoringModel):
@@ -398,18 +464,35 @@ class PredictReport:
     failures: list[tuple[str, str]]
 
 
-def _read_rows(path: Path) -> list[dict[str, str]]:
+def _read_rows(path: Path, columns: Sequence[str] = CSV_COLUMNS) -> list[dict[str, str]]:
     if not path.is_file():
         return []
     with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+        return [row for row in csv.DictReader(handle) if set(columns) <= set(row)]
 
 
-def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:
+def _write_rows(
+    path: Path, rows: list[dict[str, str]], columns: Sequence[str] = CSV_COLUMNS
+) -> None:
     with atomic.atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, CSV_COLUMNS)
+        writer = csv.DictWriter(handle, columns)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def _region_row(prediction: Prediction, index: int, region: Region) -> dict[str, str]:
+    return {
+        "path": prediction.path,
+        "region": str(index),
+        "x": str(region.x),
+        "y": str(region.y),
+        "width": str(region.width),
+        "height": str(region.height),
+        "peak": f"{region.peak:.6g}",
+        "map_pixels": str(region.map_pixels),
+        "score": "" if prediction.score is None else f"{prediction.score:.8g}",
+        "model": prediction.model,
+    }
 
 
 def _row(prediction: Prediction, overlay: str) -> dict[str, str]:
@@ -487,8 +570,14 @@ def run_predict(
     batch_size: int = 32,
     options: ScoringOptions | None = None,
     num_workers: int = 0,
+    regions: bool = False,
 ) -> PredictReport | None:
     """Predict every input; write overlays and ``predictions.csv`` under ``out``.
+
+    Each overlay draws the map over the radiograph at its own resolution, beside the model's
+    input. With ``regions``, ``regions.csv`` lists each image's connected map regions above
+    the map scale, as boxes in the original image's pixels (see :func:`map_regions`), and the
+    overlays box them.
 
     Files are read (``num_workers`` loader processes) and scored through Lightning's
     ``Trainer.predict`` on the devices of ``options`` (an exported model, see
@@ -509,6 +598,10 @@ def run_predict(
     }
     todo = [p for p in paths if p not in previous]
     done = dict(previous)
+    boxes: dict[str, list[dict[str, str]]] = {}
+    for row in _read_rows(out / REGIONS_FILE, REGION_COLUMNS):
+        if row["path"] in previous:
+            boxes.setdefault(row["path"], []).append(row)
     options = options or ScoringOptions(batch_size=batch_size)
     primary = is_global_zero()
     chunks = model.iter_predict(todo, specificity, options=options, num_workers=num_workers)
@@ -518,11 +611,20 @@ def run_predict(
         for prediction in predictions:
             overlay = ""
             if prediction.ok:
+                original = model.read_original(prediction.path)
+                found = model.regions(prediction, original.shape) if regions else []
+                boxes[prediction.path] = [
+                    _region_row(prediction, i, r) for i, r in enumerate(found)
+                ]
                 overlay = f"overlays/{overlay_name(prediction.path)}"
+                drawing = model.overlay(prediction, original, found)
                 with atomic.atomic_path(out / overlay) as tmp:
-                    Image.fromarray(model.overlay(prediction)).save(tmp, format="PNG")
+                    Image.fromarray(drawing).save(tmp, format="PNG")
             done[prediction.path] = _row(prediction, overlay)
         _write_rows(out / PARTIAL_FILE, [done[p] for p in paths if p in done])
+        if regions:
+            found_rows = [row for p in paths for row in boxes.get(p, [])]
+            _write_rows(out / REGIONS_FILE, found_rows, REGION_COLUMNS)
     if not primary:
         return None
     rows = [done[p] for p in paths]

@@ -228,6 +228,61 @@ def red_heatmap_overlay(
     return np.clip(out, 0.0, 1.0)
 
 
+def resized(
+    panel: NDArray[np.float64], shape: tuple[int, int], smooth: bool
+) -> NDArray[np.float64]:
+    """``panel`` (H, W) or (H, W, 3) resized to ``shape`` (rows, columns): bilinear where
+    ``smooth`` (a map placed on a larger image), else nearest (a model input shown larger)."""
+    method = Image.Resampling.BILINEAR if smooth else Image.Resampling.NEAREST
+    channels = [panel] if panel.ndim == 2 else [panel[..., c] for c in range(panel.shape[2])]
+    out = [
+        np.asarray(Image.fromarray(np.asarray(c, np.float32)).resize(shape[::-1], method))
+        for c in channels
+    ]
+    return np.asarray(out[0] if panel.ndim == 2 else np.stack(out, axis=-1), dtype=np.float64)
+
+
+def radiograph_overlay(
+    original: ArrayLike,
+    amap: ArrayLike,
+    vmin: float,
+    vmax: float | None,
+    inside: NDArray[np.bool_] | None = None,
+    boxes: Sequence[tuple[int, int, int, int]] = (),
+    max_side: int = 2048,
+) -> NDArray[np.float64]:
+    """The original radiograph (H, W) in [0, 1] with a model's map (S, S) in red over it.
+
+    The map is placed as preprocessing placed the image (resized straight to a square, so
+    stretched back to (H, W)), bilinearly; outside ``inside`` (S, S) it draws no red. Boxes
+    ``(x, y, width, height)`` in original pixels are outlined in yellow. An image longer than
+    ``max_side`` is drawn smaller, its boxes with it.
+
+    Returns:
+        (h, w, 3) float RGB in [0, 1].
+    """
+    image = np.clip(_plain(original, "original"), 0.0, 1.0)
+    m = _plain(amap, "amap")
+    if inside is not None:
+        m = np.where(inside, m, vmin)
+    factor = min(1.0, max_side / max(image.shape))
+    shape = (max(1, round(image.shape[0] * factor)), max(1, round(image.shape[1] * factor)))
+    if shape != image.shape:
+        image = resized(image, shape, smooth=True)
+    heat = red_heatmap_overlay(image, resized(m, shape, smooth=True), vmax=vmax, vmin=vmin)
+    for x, y, width, height in boxes:
+        x0, y0 = round(x * factor), round(y * factor)
+        x1 = min(shape[1] - 1, round((x + width) * factor) - 1)
+        y1 = min(shape[0] - 1, round((y + height) * factor) - 1)
+        line = max(1, round(max(shape) / 400))
+        colour = np.array([1.0, 0.9, 0.0])
+        heat[y0 : y0 + line, x0 : x1 + 1] = colour
+        heat[max(y0, y1 - line + 1) : y1 + 1, x0 : x1 + 1] = colour
+        heat[y0 : y1 + 1, x0 : x0 + line] = colour
+        heat[y0 : y1 + 1, max(x0, x1 - line + 1) : x1 + 1] = colour
+    return heat
+
+
 def labelled_panels(
     panels: Sequence[NDArray[np.float64]],
     labels: Sequence[str],
