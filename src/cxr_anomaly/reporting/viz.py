@@ -270,17 +270,30 @@ def radiograph_overlay(
     if shape != image.shape:
         image = resized(image, shape, smooth=True)
     heat = red_heatmap_overlay(image, resized(m, shape, smooth=True), vmax=vmax, vmin=vmin)
-    for x, y, width, height in boxes:
-        x0, y0 = round(x * factor), round(y * factor)
-        x1 = min(shape[1] - 1, round((x + width) * factor) - 1)
-        y1 = min(shape[0] - 1, round((y + height) * factor) - 1)
-        line = max(1, round(max(shape) / 400))
-        colour = np.array([1.0, 0.9, 0.0])
-        heat[y0 : y0 + line, x0 : x1 + 1] = colour
-        heat[max(y0, y1 - line + 1) : y1 + 1, x0 : x1 + 1] = colour
-        heat[y0 : y1 + 1, x0 : x0 + line] = colour
-        heat[y0 : y1 + 1, max(x0, x1 - line + 1) : x1 + 1] = colour
+    for box in boxes:
+        outline_box(heat, box, factor)
     return heat
+
+
+def outline_box(
+    rgb: NDArray[np.float64],
+    box: tuple[int, int, int, int],
+    factor: float = 1.0,
+    colour: tuple[float, float, float] = (1.0, 0.9, 0.0),
+) -> None:
+    """Outline ``box`` (x, y, width, height in original pixels, drawn ``factor`` times as large)
+    on ``rgb`` (h, w, 3) in place, in yellow unless ``colour`` says otherwise."""
+    x, y, width, height = box
+    rows, cols = rgb.shape[:2]
+    x0, y0 = min(cols - 1, round(x * factor)), min(rows - 1, round(y * factor))
+    x1 = max(x0, min(cols - 1, round((x + width) * factor) - 1))
+    y1 = max(y0, min(rows - 1, round((y + height) * factor) - 1))
+    line = max(1, round(max(rows, cols) / 400))
+    value = np.asarray(colour)
+    rgb[y0 : y0 + line, x0 : x1 + 1] = value
+    rgb[max(y0, y1 - line + 1) : y1 + 1, x0 : x1 + 1] = value
+    rgb[y0 : y1 + 1, x0 : x0 + line] = value
+    rgb[y0 : y1 + 1, max(x0, x1 - line + 1) : x1 + 1] = value
 
 
 def labelled_panels(
