@@ -107,3 +107,19 @@ def test_refit_refuses_settings_that_need_other_weights(
 ) -> None:
     with pytest.raises(ConfigError, match="does not fit"):
         refit_normal(trained.run_dir, tmp_path / "wide", {"head_units": [7]})
+
+
+def test_the_drawn_map_can_come_from_another_score_than_the_image_score() -> None:
+    from cxr_anomaly.runtime.inference import infer_arrays
+
+    params = {**TINY, "dense_stages": [1], "map_score": "dense"}
+    model = build_model("anatpaste", params, TrainConfig(precision="32-true")).eval()
+    images = np.stack([make_phantom(SIZE, seed).image for seed in range(4)])[:, None]
+    model.fit_normal_images([torch.from_numpy(images)], len(images))
+    inferred = infer_arrays(model, images)
+    direct = model.infer(torch.from_numpy(images))
+    assert model.config.default_score == "mahalanobis"
+    np.testing.assert_allclose(inferred.maps, direct.maps["dense"][:, 0].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(inferred.scores["mahalanobis"], direct.scores["mahalanobis"])
+    with pytest.raises(ConfigError, match="no score 'nope' to draw"):
+        build_model("anatpaste", {**TINY, "map_score": "nope"})

@@ -59,16 +59,17 @@ PARITY_IMAGES = 16
 
 
 class ScoringGraph(nn.Module):
-    """One model's default score, map and (if any) reconstruction, as one traceable pass."""
+    """One model's default score, its drawn map and (if any) reconstruction, as one pass."""
 
     def __init__(self, model: AnomalyModel, score: str) -> None:
         super().__init__()
         self.model = model
         self.score = score
+        self.map = model.config.drawn_score
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         result = self.model.infer(image)
-        outputs: tuple[torch.Tensor, ...] = (result.scores[self.score], result.maps[self.score])
+        outputs: tuple[torch.Tensor, ...] = (result.scores[self.score], result.maps[self.map])
         if result.reconstruction is not None:
             outputs = (*outputs, result.reconstruction)
         return outputs

@@ -121,6 +121,11 @@ def build_model(name: str, params: Settings, train: TrainConfig | None = None) -
         'vaegan'
     """
     model = model_spec(name).model_class()(model_config(name, params), train)
+    if model.config.drawn_score not in model.score_names():
+        raise ConfigError(
+            f"model {name!r} has no score {model.config.drawn_score!r} to draw; "
+            f"its scores are {', '.join(model.score_names())}"
+        )
     unknown = sorted(set(model.config.fuse) - set(model.own_score_names()))
     if unknown:
         raise ConfigError(

@@ -97,7 +97,7 @@ def infer_batch(
     index = index_tensor.cpu().numpy().astype(np.int64)
     result = model.infer(images)
     chosen = np.ones(len(index), bool) if keep is None else keep[index].numpy()
-    amap = result.maps[model.config.default_score][:, 0]
+    amap = result.maps[model.config.drawn_score][:, 0]
     on_device = torch.from_numpy(chosen).to(amap.device)
     recon = result.reconstruction
     kept_maps = amap[on_device]

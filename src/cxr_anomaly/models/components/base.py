@@ -34,6 +34,9 @@ class ModelConfig:
         map_sigma: Gaussian smoothing of anomaly maps, in pixels at 64x64 (scaled with the
             image side); 0 keeps raw per-pixel error.
         default_score: the score ``score()`` returns when none is named.
+        map_score: the score whose map is drawn and localized (heatmaps, regions, pixel
+            metrics); ``None``: the default score's. An image score and a map can come from
+            different statistics (a global distance ranks images, a per-location one points).
         fuse: scores combined into the extra score ``fused``: each is z-normalised with its mean
             and spread on the normal validation images (set at calibration, saved with the
             weights), and the z-scores are averaged; the ``fused`` map averages the maps
@@ -42,7 +45,13 @@ class ModelConfig:
 
     map_sigma: float = 0.0
     default_score: str = "l1"
+    map_score: str | None = None
     fuse: tuple[str, ...] = ()
+
+    @property
+    def drawn_score(self) -> str:
+        """The score whose map is drawn: ``map_score``, else ``default_score``."""
+        return self.map_score or self.default_score
 
 
 @dataclass
