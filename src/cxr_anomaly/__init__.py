@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from cxr_anomaly.core.version import __version__
+
+__all__ = ["__version__", "load_model"]
 
 if TYPE_CHECKING:
     from cxr_anomaly.jobs.predict import ScoringModel

@@ -16,7 +16,6 @@ from typing import Any
 
 import yaml
 
-from cxr_anomaly import __version__
 from cxr_anomaly.core.config import (
     INTENSITY_MODES,
     STORED_INTENSITY,
@@ -26,6 +25,7 @@ from cxr_anomaly.core.config import (
     Settings,
     from_dict,
 )
+from cxr_anomaly.core.version import __version__
 from cxr_anomaly.data.images import ImageReadError
 from cxr_anomaly.data.sources import DataSourceError
 from cxr_anomaly.data.splits import SplitError, SplitResult

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cxr_anomaly import __version__
 from cxr_anomaly.core import atomic
+from cxr_anomaly.core.version import __version__
 from cxr_anomaly.data.phantoms import ANOMALY_TYPES, make_phantom
 from cxr_anomaly.jobs.predict import TrainedModel
 from cxr_anomaly.models.components.lightning_model import AnomalyModel

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, TypedDict
 import torch
 from safetensors.torch import load_file, save
 
-from cxr_anomaly import __version__
 from cxr_anomaly.core import atomic
 from cxr_anomaly.core.config import DataConfig, Settings, TrainConfig, from_dict
+from cxr_anomaly.core.version import __version__
 from cxr_anomaly.models.registry import build_model
 from cxr_anomaly.postprocess.post_processor import PostProcessor
 
