@@ -18,8 +18,8 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TypedDict
+from dataclasses import asdict, dataclass
+from typing import TypedDict, cast
 
 import numpy as np
 
@@ -76,15 +76,7 @@ class SharpnessFusion:
 
     def to_dict(self) -> SharpnessFusionJson:
         """JSON-ready form (``SharpnessFusion(**form)`` reads it back)."""
-        return SharpnessFusionJson(
-            score=self.score,
-            score_mean=self.score_mean,
-            score_std=self.score_std,
-            energy_mean=self.energy_mean,
-            energy_spread=self.energy_spread,
-            sharpness_mean=self.sharpness_mean,
-            sharpness_std=self.sharpness_std,
-        )
+        return cast(SharpnessFusionJson, asdict(self))
 
 
 def _mean_std(values: np.ndarray) -> tuple[float, float]:

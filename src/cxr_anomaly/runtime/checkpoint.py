@@ -12,7 +12,7 @@ import json
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, TypedDict, cast
 
 import torch
 from safetensors.torch import load_file, save
@@ -81,18 +81,7 @@ class TrainingRecord:
     refit_from: str | None = None
 
     def to_json(self) -> TrainingJson:
-        return TrainingJson(
-            epochs=self.epochs,
-            steps=self.steps,
-            seconds=self.seconds,
-            precision=self.precision,
-            devices=self.devices,
-            num_nodes=self.num_nodes,
-            n_train_images=self.n_train_images,
-            best_epoch=self.best_epoch,
-            best_val_loss=self.best_val_loss,
-            refit_from=self.refit_from,
-        )
+        return cast(TrainingJson, asdict(self))
 
 
 class TrainingJson(TypedDict):

@@ -5,8 +5,8 @@ pointing game.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, TypedDict
+from dataclasses import asdict, dataclass
+from typing import Any, TypedDict, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -232,15 +232,7 @@ class PixelMetrics:
 
     def to_dict(self) -> PixelMetricsJson:
         """A JSON-ready dict."""
-        return PixelMetricsJson(
-            pixel_auroc=float(self.pixel_auroc),
-            pixel_ap=float(self.pixel_ap),
-            best_dice=float(self.best_dice),
-            dice_threshold=float(self.dice_threshold),
-            pointing_game=float(self.pointing_game),
-            n_images=int(self.n_images),
-            n_annotated=int(self.n_annotated),
-        )
+        return cast(PixelMetricsJson, asdict(self))
 
 
 def pixel_metrics(maps: ArrayLike, masks: ArrayLike, sigma: float | None = None) -> PixelMetrics:
