@@ -25,6 +25,17 @@ def test_no_flag_trains_the_default_recipe_with_its_intensity() -> None:
     assert config.data.intensity == "local"
 
 
+def test_the_default_anatpaste_ranks_globally_and_draws_per_location() -> None:
+    """Chosen on the yardstick: the image score stays the global Mahalanobis distance, the map
+    is the per-location distance of stages 1 and 2 (pointing 0.013 -> 0.087 on inserted
+    findings, image AUROCs unchanged)."""
+    from cxr_anomaly.models.registry import model_config
+
+    config = model_config("anatpaste", _config().model_params)
+    assert config.default_score == "mahalanobis"
+    assert config.drawn_score == "dense"
+
+
 def test_the_command_line_still_wins() -> None:
     assert _config("--intensity", "none").data.intensity == "none"
     quick = _config("--preset", "quick")
