@@ -42,6 +42,7 @@ from common import machine, write_json, zhanglab_root
 from cxr_anomaly.core import atomic
 from cxr_anomaly.core.config import STORED_INTENSITY, DataConfig
 from cxr_anomaly.data.datamodule import PreparedData
+from cxr_anomaly.data.preprocess import preprocess
 from cxr_anomaly.evaluation import metrics
 from cxr_anomaly.evaluation.robustness import robustness_of_run
 from cxr_anomaly.evaluation.yardstick.halves import draw_halves, read_halves, write_halves
@@ -58,6 +59,10 @@ from cxr_anomaly.evaluation.yardstick.measure import (
     trivial_scorers,
     validation_normals,
 )
+from cxr_anomaly.jobs.predict import load_model
+from cxr_anomaly.postprocess.maps import MAP_REGIONS
+from cxr_anomaly.reporting import viz
+from cxr_anomaly.runtime.inference import infer_arrays
 
 HERE = Path(__file__).resolve().parent
 HALVES = HERE / "yardstick" / "halves-zhanglab-test-dev.csv"
@@ -94,6 +99,43 @@ def write_gallery(path: Path, images: int = 3, seed: int = 0) -> None:
                     cells.append(outlined)
         rows.append(np.concatenate(cells, axis=1))
     grid = np.round(np.concatenate(rows, axis=0) * 255).astype(np.uint8)
+    with atomic.atomic_path(path) as tmp:
+        Image.fromarray(grid).save(tmp, format="PNG")
+    print(f"wrote {path}")
+
+
+def write_map_gallery(
+    path: Path, runs: list[tuple[str, Path]], image: int = 0, level: str = MIDDLE, seed: int = 0
+) -> None:
+    """One row per finding at ``level`` in ``test-dev`` normal image ``image``: the image with
+    its mask outlined in yellow, then each run's map in red over it (the run's own colour scale
+    and drawing region; the map stretched over the 256-pixel working image)."""
+    loaded = []
+    for name, run in runs:
+        model, data, _ = load_run_data(run, (VALIDATION_SPLIT,))
+        loaded.append((name, model, load_model(run), data.config))
+    originals, _ = validation_normals(PreparedData(loaded[0][3]))
+    original = originals[image]
+    rows = []
+    for finding in FINDINGS:
+        inserted, masks = inserted_pairs([original], finding, level, seed, first=image)
+        picture = np.repeat(inserted[0][..., None], 3, axis=-1)
+        outlined = picture.copy()
+        outlined[masks[0] ^ ndimage.binary_erosion(masks[0])] = (1.0, 0.9, 0.0)
+        cells, labels = [outlined], [f"{finding}, {level}"]
+        for name, model, scoring, config in loaded:
+            prepared = preprocess(inserted[0], config.size, config.intensity)
+            amap = infer_arrays(model, prepared[None, None]).maps[0]
+            region = MAP_REGIONS[model.map_region](prepared) if model.map_region else None
+            post = scoring.post_processor
+            cells.append(
+                viz.radiograph_overlay(
+                    inserted[0], amap, post.map_floor, post.map_scale or None, region
+                )
+            )
+            labels.append(name)
+        rows.append(viz.labelled_panels(cells, labels, [], scale=1))
+    grid = np.concatenate(rows, axis=0)
     with atomic.atomic_path(path) as tmp:
         Image.fromarray(grid).save(tmp, format="PNG")
     print(f"wrote {path}")
@@ -316,6 +358,11 @@ def main() -> None:
     parser.add_argument("--write-halves", action="store_true", help="write the halves manifest")
     parser.add_argument("--gallery", type=Path, help="write a PNG grid of inserted findings")
     parser.add_argument(
+        "--map-gallery",
+        type=Path,
+        help="write a PNG: each finding (middle level) in one normal image, each --run's map",
+    )
+    parser.add_argument(
         "--compare",
         nargs=2,
         action="append",
@@ -329,6 +376,10 @@ def main() -> None:
         return
     if args.gallery:
         write_gallery(args.gallery, seed=args.seed)
+        return
+    if args.map_gallery:
+        runs = [(entry[0], Path(entry[1])) for entry in args.run]
+        write_map_gallery(args.map_gallery, runs, seed=args.seed)
         return
     if not args.run or not args.out:
         parser.error("give --run at least once, and --out")
