@@ -190,6 +190,12 @@ def _pool(values: list[float]) -> str:
     return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def _with_ci(cell: str, entry: Any) -> str:
+    """``cell`` with the first seed's 95% patient-bootstrap interval of the pointing game."""
+    interval = entry.get("pointing_ci") if isinstance(entry, dict) else None
+    return f"{cell} [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else cell
+
+
 def summary_row(name: str, seeds: list[dict[str, Any]]) -> list[str]:
     """One recipe's summary cells, pooled over its seeds (mean ± sd)."""
 
@@ -214,9 +220,15 @@ def summary_row(name: str, seeds: list[dict[str, Any]]) -> list[str]:
         *(_pool(get("inserted", level, "macro", "auroc")) for level in LEVELS),
         _pool([worst(s) for s in seeds]),
         _pool(get("phantoms", "macro", "auroc")),
-        _pool(get("inserted", MIDDLE, "macro", "pointing")),
+        _with_ci(
+            _pool(get("inserted", MIDDLE, "macro", "pointing")),
+            seeds[0].get("inserted", {}).get(MIDDLE, {}).get("macro"),
+        ),
         _pool(get("inserted", MIDDLE, "macro", "pixel_ap")),
-        _pool(get("phantoms", "macro", "pointing")),
+        _with_ci(
+            _pool(get("phantoms", "macro", "pointing")),
+            seeds[0].get("phantoms", {}).get("macro"),
+        ),
         _pool(get("robustness")),
         _pool(get("train_minutes")),
     ]
@@ -247,7 +259,7 @@ def finding_rows(name: str, seeds: list[dict[str, Any]]) -> list[list[str]]:
             values = [s["inserted"][level][finding] for s in seeds]
             low, high = values[0]["ci"]
             auroc = _pool([v["auroc"] for v in values])
-            pointing = _pool([v.get("pointing", float("nan")) for v in values])
+            pointing = _with_ci(_pool([v.get("pointing", float("nan")) for v in values]), values[0])
             cells.append(f"{auroc} [{low:.2f}, {high:.2f}]; pointing {pointing}")
         rows.append(cells)
     return rows
@@ -284,8 +296,9 @@ def report(recipes: dict[str, list[dict[str, Any]]], trivial: dict[str, dict[str
         "(PNEUMONIA abnormal, NORMAL normal); inserted findings: each of `test-dev`'s 114 normal "
         "images with one finding against itself untouched (AUROC, 95% patient-bootstrap "
         "intervals of the first seed); phantoms: a twin run trained on the built-in phantoms, "
-        "their test split. Localization: the default map at 64 px against the mask (pointing "
-        "game, pixel AP). Values: mean ± sd over seeds."
+        "their test split. Localization: the drawn map at 64 px against the mask (pointing "
+        "game with the first seed's 95% patient-bootstrap interval, pixel AP). Values: mean ± sd "
+        "over seeds."
     )
     finding_header = ["recipe", "finding", *LEVELS]
     parts = [protocol, markdown(HEADER, rows), markdown(finding_header, per_finding)]

@@ -420,3 +420,30 @@ def test_pixel_metric_validation() -> None:
         metrics.pointing_game(maps, empty)
     with pytest.raises(ValueError, match=r"\(N, H, W\)"):
         metrics.pixel_auroc(maps[0], masks[0])
+
+
+def test_mean_ci_resamples_patients_and_brackets_the_mean() -> None:
+    hits = np.array([1, 1, 0, 0, 1, 0, 1, 1, 0, 1], float)
+    patients = ["a", "a", "b", "b", "c", "c", "d", "d", "e", "e"]
+    low, high = metrics.mean_ci(hits, patients, n_boot=2000)
+    assert low <= hits.mean() <= high
+    assert metrics.mean_ci(np.ones(10), patients, n_boot=200) == (1.0, 1.0)
+    # Resampling patients, not images: a patient's two images move together, so hits that
+    # agree within patients give a wider interval than the same hits split across patients.
+    paired = metrics.mean_ci(np.repeat([1.0, 0.0, 1.0, 0.0, 1.0], 2), patients, n_boot=4000)
+    split = metrics.mean_ci(np.tile([1.0, 0.0], 5), patients, n_boot=4000)
+    assert paired[1] - paired[0] > split[1] - split[0]
+    with pytest.raises(ValueError, match="one group per value"):
+        metrics.mean_ci(hits, patients[:-1])
+
+
+def test_pointing_hits_are_per_annotated_image() -> None:
+    maps = np.zeros((3, 8, 8))
+    masks = np.zeros((3, 8, 8), bool)
+    maps[0, 2, 2] = 1.0
+    masks[0, 2, 2] = True  # hit
+    maps[1, 6, 6] = 1.0
+    masks[1, 1, 1] = True  # miss
+    hits = metrics.pointing_hits(maps, masks, sigma=0)  # image 2 has no mask: not counted
+    assert hits.tolist() == [True, False]
+    assert metrics.pointing_game(maps, masks, sigma=0) == 0.5

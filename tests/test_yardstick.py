@@ -137,7 +137,14 @@ def test_inserted_findings_rank_a_detector_that_sees_them() -> None:
         findings=("nodule", "consolidation"),
     )
     assert found["sees"]["conspicuous"]["macro"]["auroc"] > 0.9
-    assert found["sees"]["conspicuous"]["nodule"]["pointing"] > 0.5
+    nodule = found["sees"]["conspicuous"]["nodule"]
+    assert nodule["pointing"] > 0.5
+    assert np.mean(nodule["pointing_hits"]) == pytest.approx(nodule["pointing"])
+    low, high = nodule["pointing_ci"]
+    assert low <= nodule["pointing"] <= high
+    assert len(nodule["pointing_hits"]) == len(originals)  # every image with the finding
+    macro = found["sees"]["conspicuous"]["macro"]
+    assert macro["pointing_ci"][0] <= macro["pointing"] <= macro["pointing_ci"][1]
     assert found["blind"]["conspicuous"]["macro"]["auroc"] == pytest.approx(0.5)
     assert "pointing" not in found["blind"]["conspicuous"]["nodule"]
 

@@ -31,6 +31,7 @@ from cxr_anomaly.evaluation.metrics.image import (
 from cxr_anomaly.evaluation.metrics.intervals import (
     N_BOOTSTRAP,
     bootstrap_ci,
+    mean_ci,
     paired_difference_ci,
     paired_mean_difference_ci,
 )
@@ -44,6 +45,7 @@ from cxr_anomaly.evaluation.metrics.pixel import (
     pixel_auroc,
     pixel_metrics,
     pointing_game,
+    pointing_hits,
     pointing_sigma,
     points_inside,
 )
@@ -61,6 +63,7 @@ __all__ = [
     "best_dice_of_pixels",
     "bootstrap_ci",
     "image_metrics",
+    "mean_ci",
     "paired_difference_ci",
     "paired_mean_difference_ci",
     "per_class_auroc",
@@ -68,6 +71,7 @@ __all__ = [
     "pixel_auroc",
     "pixel_metrics",
     "pointing_game",
+    "pointing_hits",
     "pointing_sigma",
     "points_inside",
     "roc_curve",

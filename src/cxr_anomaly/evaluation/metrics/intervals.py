@@ -179,3 +179,26 @@ def _percentile_interval(values: list[float], confidence: float) -> tuple[float,
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.percentile(np.asarray(values), [100.0 * alpha, 100.0 * (1.0 - alpha)])
     return float(lo), float(hi)
+
+
+def mean_ci(
+    values: ArrayLike,
+    groups: Sequence[Any] | ArrayLike,
+    n_boot: int = N_BOOTSTRAP,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-image ``values`` (a pointing game's
+    hits), resampling ``groups`` (patients) with replacement, every image of a drawn group
+    taken along."""
+    _check_confidence(confidence)
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    g = np.asarray(groups).reshape(-1)
+    if v.size == 0 or v.shape != g.shape:
+        raise ValueError(f"need one group per value, got {v.size} values and {g.size} groups")
+    _, codes = np.unique(g, return_inverse=True)
+    sums, counts = np.bincount(codes, weights=v), np.bincount(codes)
+    rng = np.random.default_rng(seed)
+    chosen = rng.integers(0, counts.size, size=(n_boot, counts.size))
+    means = sums[chosen].sum(axis=1) / counts[chosen].sum(axis=1)
+    return _percentile_interval(means.tolist(), confidence)

@@ -197,6 +197,14 @@ def pointing_game(maps: ArrayLike, masks: ArrayLike, sigma: float | None = None)
     Raises:
         ValueError: on bad inputs or when no mask has a True pixel.
     """
+    return float(pointing_hits(maps, masks, sigma).mean())
+
+
+def pointing_hits(
+    maps: ArrayLike, masks: ArrayLike, sigma: float | None = None
+) -> NDArray[np.bool_]:
+    """Per annotated image, in order: whether its smoothed map peaks inside its mask (see
+    :func:`pointing_game`, their mean)."""
     m, k = _check_pixels(maps, masks)
     sigma = pointing_sigma(m.shape[-1]) if sigma is None else sigma
     if sigma < 0:
@@ -204,8 +212,7 @@ def pointing_game(maps: ArrayLike, masks: ArrayLike, sigma: float | None = None)
     annotated = np.flatnonzero(k.reshape(k.shape[0], -1).any(axis=1))
     if annotated.size == 0:
         raise ValueError("no image has a non-empty mask: the pointing game is undefined")
-    hits = sum(points_inside(m[i], k[i], sigma) for i in annotated)
-    return hits / annotated.size
+    return np.array([points_inside(m[i], k[i], sigma) for i in annotated], dtype=bool)
 
 
 @dataclass

@@ -88,13 +88,24 @@ def _model_masks(masks: np.ndarray, size: int) -> np.ndarray:
     return np.stack([resize_image(m.astype(np.float32), size) >= MASK_COVERAGE for m in masks])
 
 
-def _localization(maps: np.ndarray, masks: np.ndarray) -> dict[str, float]:
+def _localization(maps: np.ndarray, masks: np.ndarray) -> dict[str, Any]:
+    """Pixel AP, best Dice, the pointing game and its per-image hits (annotated images, in
+    order: what the pointing game's patient-bootstrap interval resamples)."""
     found = metrics.pixel_metrics(maps, masks)
     return {
         "pixel_ap": found.pixel_ap,
         "best_dice": found.best_dice,
         "pointing": found.pointing_game,
+        "pointing_hits": metrics.pointing_hits(maps, masks).astype(int).tolist(),
     }
+
+
+def _pointing_ci(entries: Sequence[dict[str, Any]], groups: Sequence[Sequence[str]]) -> list[float]:
+    """The 95% patient-bootstrap interval of the pointing game pooled over ``entries`` (each
+    with ``pointing_hits``; ``groups[i]``: the patient of each of entry ``i``'s hits)."""
+    hits = np.concatenate([np.asarray(e["pointing_hits"], float) for e in entries])
+    patients = [p for group in groups for p in group]
+    return list(metrics.mean_ci(hits, patients, n_boot=N_BOOT))
 
 
 def inserted_pairs(
@@ -157,6 +168,7 @@ def inserted_findings(
                 entry = {**auroc_with_ci(labels, both, groups, n_boot), "scores": scores.tolist()}
                 if maps.size:
                     entry.update(_localization(np.r_[clean[name][1], maps], all_masks))
+                    entry["pointing_ci"] = _pointing_ci([entry], [patients])
                 found[name].setdefault(level, {})[finding] = entry
         for name in scorers:
             by_finding = found[name][level]
@@ -165,6 +177,10 @@ def inserted_findings(
                 for key in ("auroc", "pixel_ap", "best_dice", "pointing")
                 if key in by_finding[findings[0]]
             }
+            if "pointing_hits" in by_finding[findings[0]]:
+                entries = [by_finding[f] for f in findings]
+                macro_ci = _pointing_ci(entries, [patients] * len(findings))
+                found[name][level]["macro"]["pointing_ci"] = macro_ci
     return found
 
 
@@ -245,13 +261,20 @@ def phantom_findings(model: AnomalyModel, data: PreparedData) -> dict[str, dict[
     classes = np.array(view.classes)
     normal = view.labels == 0
     found: dict[str, dict[str, Any]] = {}
+    patients = np.asarray(view.patient_ids)
+    groups = []
     for name, value in metrics.per_class_auroc(view.labels, scores, classes).items():
         keep = normal | (classes == name)
         found[name] = {"auroc": value, **_localization(maps[keep], masks[keep])}
+        annotated = masks[keep].reshape(int(keep.sum()), -1).any(axis=1)
+        groups.append(patients[keep][annotated].tolist())
+        found[name]["pointing_ci"] = _pointing_ci([found[name]], [groups[-1]])
+    findings = list(found)
     found["macro"] = {
-        key: float(np.mean([v[key] for v in found.values()]))
+        key: float(np.mean([found[f][key] for f in findings]))
         for key in ("auroc", "pixel_ap", "best_dice", "pointing")
     }
+    found["macro"]["pointing_ci"] = _pointing_ci([found[f] for f in findings], groups)
     return found
 
 
