@@ -3,10 +3,12 @@ loggers) and for inference (:func:`build_predict_trainer`)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -142,19 +144,45 @@ class ScoringOptions:
     progress: bool = False
 
 
+#: Where Lightning announces the hardware it found and its tips, at INFO level.
+LIGHTNING_INFO_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+)
+
+
+@contextlib.contextmanager
+def _lightning_info_silenced() -> Iterator[None]:
+    """Lightning's INFO announcements held back (their levels restored afterwards)."""
+    loggers = [logging.getLogger(name) for name in LIGHTNING_INFO_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def build_predict_trainer(options: ScoringOptions) -> L.Trainer:
-    """A Trainer for inference on the devices of ``options`` (models set their own precision)."""
-    return L.Trainer(
-        accelerator=options.accelerator,
-        devices=options.devices,
-        num_nodes=options.num_nodes,
-        strategy=options.strategy,
-        precision="32-true",
-        logger=False,
-        enable_progress_bar=options.progress,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
+    """A Trainer for inference on the devices of ``options`` (models set their own precision).
+
+    Without ``options.progress`` (the Python API's default) it is quiet: Lightning's hardware
+    announcement and tips are held back, so ``model.predict(...)`` prints nothing."""
+    quiet = _lightning_info_silenced() if not options.progress else contextlib.nullcontext()
+    with quiet:
+        return L.Trainer(
+            accelerator=options.accelerator,
+            devices=options.devices,
+            num_nodes=options.num_nodes,
+            strategy=options.strategy,
+            precision="32-true",
+            logger=False,
+            enable_progress_bar=options.progress,
+            enable_model_summary=False,
+            enable_checkpointing=False,
+        )
 
 
 def find_callback(trainer: L.Trainer, kind: type[CallbackT]) -> CallbackT | None:
