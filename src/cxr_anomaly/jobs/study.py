@@ -62,14 +62,18 @@ class StudyOptions:
 def _add_sharpness_fusion(
     scored: ScoredSplit, post_processor: PostProcessor | None, data: PreparedData
 ) -> None:
-    """The fused score of a model trained with ``fuse_sharpness``, made its default score (as
-    ``predict`` reports it); its own score stays among the others."""
-    fusion = None if post_processor is None else post_processor.sharpness
-    if fusion is None:
+    """The score the post-processor reports (a model trained with ``fuse_sharpness``: its
+    fusion with sharpness), made the default score as ``predict`` reports it; the model's own
+    score stays among the others."""
+    if post_processor is None or post_processor.sharpness is None:
         return
+    own = scored.default_score
     (stored,) = stored_intensity_views(data, scored.split)
-    scored.scores[fusion.name] = fusion.fused(scored.scores[fusion.score], stored.batches(BATCH))
-    scored.default_score = fusion.name
+    reported = post_processor.reported_score(own)
+    scored.scores[reported] = post_processor.reported_values(
+        scored.scores[own], stored.batches(BATCH)
+    )
+    scored.default_score = reported
 
 
 def _model_result(
