@@ -27,7 +27,9 @@ data (``choose`` chooses; ``confirm`` confirms), never the project's unseen test
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
+import json
 import statistics
 import sys
 import time
@@ -312,10 +314,28 @@ def _gain(value: float, interval: tuple[float, float]) -> str:
     return f"{value:+.3f} [{interval[0]:+.3f}, {interval[1]:+.3f}]"
 
 
-def compare(base: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, Any]:
+def pointing_hits(runs: list[dict[str, Any]]) -> np.ndarray:
+    """Each inserted image-finding's pointing hit at the middle level, averaged over seeds
+    (findings one after the other, each over the same normal images)."""
+    hits = [[r["inserted"][MIDDLE][f]["pointing_hits"] for f in FINDINGS] for r in runs]
+    return np.mean([np.concatenate(seed) for seed in hits], axis=0)
+
+
+def inserted_subset(inserted: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
+    """The middle level's inserted-finding scores of the images ``keep`` selects."""
+    return {
+        "untouched": np.asarray(inserted["untouched"])[keep],
+        MIDDLE: {f: {"scores": np.asarray(inserted[MIDDLE][f]["scores"])[keep]} for f in FINDINGS},
+    }
+
+
+def compare(
+    base: list[dict[str, Any]], new: list[dict[str, Any]], patient_half: dict[str, str]
+) -> dict[str, Any]:
     """What ``new`` adds over ``base`` (seeds paired in order), each with a paired
     patient-bootstrap interval: pneumonia on each half, the inserted findings' macro AUROC at
-    each level, and each finding at the middle level."""
+    each level and, at the middle level, on the images of each half's patients, each finding at
+    the middle level, and the pointing game at the middle level (all findings) on each half."""
     if len(base) != len(new):
         raise SystemExit(f"--compare needs as many seeds of both recipes ({len(base)}, {len(new)})")
     gains: dict[str, Any] = {}
@@ -345,6 +365,21 @@ def compare(base: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, 
             [paired(r, finding) for r in base],
             [*patients, *patients],
         )
+    in_half = {h: np.array([patient_half[p] == h for p in patients]) for h in ("choose", "confirm")}
+    for half, keep in in_half.items():
+        gains[f"inserted {half} ({MIDDLE})"] = macro_gain(
+            [inserted_subset(r["inserted"], keep) for r in new],
+            [inserted_subset(r["inserted"], keep) for r in base],
+            MIDDLE,
+            list(np.asarray(patients)[keep]),
+        )
+    if all("pointing_hits" in r["inserted"][MIDDLE][FINDINGS[0]] for r in [*base, *new]):
+        gain = pointing_hits(new) - pointing_hits(base)
+        groups = np.tile(np.asarray(patients), len(FINDINGS))
+        for half in ("choose", "confirm"):
+            keep = np.array([patient_half[p] == half for p in groups])
+            interval = metrics.mean_ci(gain[keep], groups[keep])
+            gains[f"pointing {half} ({MIDDLE})"] = (float(gain[keep].mean()), interval)
     return gains
 
 
@@ -353,6 +388,29 @@ def gains_table(comparisons: dict[str, dict[str, Any]]) -> str:
     keys = list(next(iter(comparisons.values())))
     rows = [[name, *(_gain(*found[k]) for k in keys)] for name, found in comparisons.items()]
     return markdown(["change", *keys], rows)
+
+
+def patient_halves(path: Path) -> dict[str, str]:
+    """patient id -> half, from the halves manifest."""
+    with open(path, newline="") as handle:
+        return {row["patient_id"]: row["half"] for row in csv.DictReader(handle)}
+
+
+def reused_recipes(paths: list[Path], halves: str, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """The recipes of earlier results JSONs, each seed marked ``reused`` with its file.
+
+    Scoring is deterministic, so an earlier measurement of the same runs on the same halves and
+    inserted findings (``seed``) is the measurement; other halves or seeds are refused."""
+    recipes: dict[str, list[dict[str, Any]]] = {}
+    for path in paths:
+        payload = json.loads(path.read_text())
+        if payload.get("halves") != halves or payload.get("seed", 0) != seed:
+            raise SystemExit(f"{path}: measured on other halves or another --seed; score again")
+        for name, seeds in payload["recipes"].items():
+            if name in recipes:
+                raise SystemExit(f"{path}: recipe {name!r} is in two reused files")
+            recipes[name] = [{**run, "reused": path.name} for run in seeds]
+    return recipes
 
 
 def main() -> None:
@@ -376,6 +434,15 @@ def main() -> None:
         help="write a PNG: each finding (middle level) in one normal image, each --run's map",
     )
     parser.add_argument(
+        "--reuse",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="recipes measured before (an earlier --out's JSON, same halves and seed), "
+        "to compare with without scoring them again",
+    )
+    parser.add_argument(
         "--compare",
         nargs=2,
         action="append",
@@ -394,21 +461,25 @@ def main() -> None:
         runs = [(entry[0], Path(entry[1])) for entry in args.run]
         write_map_gallery(args.map_gallery, runs, seed=args.seed)
         return
-    if not args.run or not args.out:
-        parser.error("give --run at least once, and --out")
+    if not (args.run or args.reuse) or not args.out:
+        parser.error("give --run (or --reuse) at least once, and --out")
     halves = read_halves(args.halves)
     started = time.perf_counter()
-    recipes: dict[str, list[dict[str, Any]]] = {}
+    recipes = reused_recipes(args.reuse, args.halves.name, args.seed)
     for entry in args.run:
         if len(entry) not in (2, 3):
             parser.error(f"--run takes NAME REAL [PHANTOM], got {entry}")
         name, real, *phantom = entry
+        if recipes.get(name) and "reused" in recipes[name][0]:
+            parser.error(f"recipe {name!r} is reused from an earlier JSON; name the new one else")
         found = measure_run(Path(real), Path(phantom[0]) if phantom else None, halves, args.seed)
         recipes.setdefault(name, []).append(found)
     trivial = measure_trivial(halves, args.seed)
     text = report(recipes, trivial)
+    patient_half = patient_halves(args.halves)
     comparisons = {
-        f"{new} over {base}": compare(recipes[base], recipes[new]) for base, new in args.compare
+        f"{new} over {base}": compare(recipes[base], recipes[new], patient_half)
+        for base, new in args.compare
     }
     if comparisons:
         text += "\nPaired gains (mean over paired seeds, 95% patient-bootstrap interval):\n\n"
@@ -420,6 +491,7 @@ def main() -> None:
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "machine": machine(seconds=round(time.perf_counter() - started, 1)),
         "halves": args.halves.name,
+        "seed": args.seed,
         "recipes": recipes,
         "trivial": trivial,
         "comparisons": comparisons,

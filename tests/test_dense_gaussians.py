@@ -123,3 +123,17 @@ def test_the_drawn_map_can_come_from_another_score_than_the_image_score() -> Non
     np.testing.assert_allclose(inferred.scores["mahalanobis"], direct.scores["mahalanobis"])
     with pytest.raises(ConfigError, match="no score 'nope' to draw"):
         build_model("anatpaste", {**TINY, "map_score": "nope"})
+
+
+def test_refit_can_fuse_scores_and_keeps_every_weight(trained: TrainResult, tmp_path: Path) -> None:
+    overrides: Settings = {"fuse": ["mahalanobis", "logit"], "default_score": "fused"}
+    out = refit_normal(trained.run_dir, tmp_path / "fused", overrides)
+    metadata = read_metadata(out)
+    assert metadata.post_processor is not None
+    assert abs(metadata.post_processor.scores["fused"].mean) < 1e-3  # z-scored on the normals
+    refitted, original = load_weights(out), load_weights(trained.run_dir)
+    images = _phantoms(3, start=60)
+    # BatchNorm's running statistics are buffers too: they must carry over with the weights.
+    torch.testing.assert_close(
+        refitted.infer(images).scores["logit"], original.infer(images).scores["logit"]
+    )

@@ -125,6 +125,7 @@ def train(
     train_view = data.view("train")
     # Every process fits on the whole training split (not its shard), so all ranks agree.
     model.fit_normal_images(train_view.batches(config.train.batch_size), len(train_view))
+    model.fit_pixel_statistics(train_view.batches(config.train.batch_size))
     timer = find_callback(trainer, Timer)
     elapsed = timer.time_elapsed("train") if timer is not None else 0.0
     seconds = elapsed or time.perf_counter() - start
@@ -164,7 +165,14 @@ def refit_normal(run_dir: Path, out_dir: Path, model_overrides: Settings) -> Pat
     model = build_model(metadata.model, params, train_config)
     problem = f"{', '.join(sorted(model_overrides))}: the run's network does not fit these settings"
     try:
-        missing, unexpected = model.load_state_dict(trained.state_dict(), strict=False)
+        # Normal statistics of another shape (another fusion, say) are fitted again below.
+        shapes = {k: v.shape for k, v in model.state_dict().items()}
+        weights = {
+            k: v
+            for k, v in trained.state_dict().items()
+            if not (_is_statistic(model, k) and k in shapes and shapes[k] != v.shape)
+        }
+        missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as err:  # a weight of another shape
         raise ConfigError(f"{problem}: {err}") from err
     if unexpected or any(not _is_statistic(model, key) for key in missing):
@@ -174,6 +182,7 @@ def refit_normal(run_dir: Path, out_dir: Path, model_overrides: Settings) -> Pat
     train_view = data.view("train")
     model.eval()
     model.fit_normal_images(train_view.batches(train_config.batch_size), len(train_view))
+    model.fit_pixel_statistics(train_view.batches(train_config.batch_size))
     metadata.model_params = asdict(model.config)
     metadata.training = replace(metadata.training, refit_from=str(run_dir))
     metadata.post_processor = post_processor_of_run(model, data, train_config)

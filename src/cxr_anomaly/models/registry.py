@@ -126,6 +126,12 @@ def build_model(name: str, params: Settings, train: TrainConfig | None = None) -
             f"model {name!r} has no score {model.config.drawn_score!r} to draw; "
             f"its scores are {', '.join(model.score_names())}"
         )
+    source = model.config.pixel_z_of
+    if source is not None and source not in model.own_score_names():
+        raise ConfigError(
+            f"model {name!r} has no score {source!r} to judge per pixel; "
+            f"its scores are {', '.join(model.own_score_names())}"
+        )
     unknown = sorted(set(model.config.fuse) - set(model.own_score_names()))
     if unknown:
         raise ConfigError(

@@ -20,6 +20,8 @@ stage's). Both are buffers, saved with the weights. Scores:
   L2-normalised and concatenated (a third Gaussian, fitted like the others): the last stage
   learns what tells pasted patches apart, the earlier ones keep the texture statistics at finer
   scales, where diffuse opacities change an image.
+* ``mask`` (with ``mask_weight``): the largest probability, after a 3 x 3 average, that a small
+  head trained to find the pasted patch gives a location; its map is that probability.
 * ``dense`` (with ``dense_stages``): one Gaussian per location of the finer stages' feature maps
   (PaDiM): the largest location distance, after a 3 x 3 average. Its map is that distance grid,
   a finer one than the patch map, where a chest's fixed layout tells apex from base.
@@ -49,6 +51,7 @@ from cxr_anomaly.data.lungs import lung_masks
 from cxr_anomaly.models.anatpaste.paste import anat_paste
 from cxr_anomaly.models.anatpaste.torch_model import (
     DENSE_SCORE,
+    MASK_SCORE,
     AnatPasteConfig,
     AnatPasteNet,
     NetOutput,
@@ -144,31 +147,43 @@ class AnatPaste(AnomalyModel):
 
     def _pasted_loss(
         self, x: torch.Tensor, lungs: torch.Tensor, generator: torch.Generator | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """BCE of normal (label 0) vs AnatPasted (label 1) copies of ``x``, and the accuracy."""
-        augmented, _ = anat_paste(x, lungs, generator, self.cfg.paste)
-        logits = self.net(self.to_signed(torch.cat([x, augmented]))).logit
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """BCE of normal (label 0) vs AnatPasted (label 1) copies of ``x`` (plus, with
+        ``mask_weight``, the per-location BCE of where the paste lies), and what to log."""
+        augmented, blend = anat_paste(x, lungs, generator, self.cfg.paste)
+        out = self.net(self.to_signed(torch.cat([x, augmented])))
+        logits = out.logit
         labels = torch.cat([torch.zeros(len(x)), torch.ones(len(x))]).to(logits.device)
         loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
-        accuracy = ((logits.detach() > 0).float() == labels).float().mean()
-        return loss, accuracy
+        logged = {"accuracy": ((logits.detach() > 0).float() == labels).float().mean()}
+        if out.mask_logits is not None:
+            mask_logits = out.mask_logits.float()
+            pasted = F.adaptive_avg_pool2d(blend.float(), mask_logits.shape[-2:])
+            targets = torch.cat([torch.zeros_like(pasted), pasted])
+            mask_loss = F.binary_cross_entropy_with_logits(mask_logits, targets)
+            loss = loss + self.cfg.mask_weight * mask_loss
+            logged["mask_loss"] = mask_loss.detach()
+        return loss, logged
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         # Lung masks are found on the stored image (cached) and moved with its augmentation.
         lungs = self.batch_lungs(batch, self.batch_images(batch), "train")
         x, moved_lungs = self.training_images(batch, lungs)
         assert moved_lungs is not None
-        loss, accuracy = self._pasted_loss(x, moved_lungs, self.noise)
-        self.log_dict({"train/loss": loss.detach(), "train/accuracy": accuracy}, prog_bar=True)
+        loss, logged = self._pasted_loss(x, moved_lungs, self.noise)
+        self.log_dict(
+            {"train/loss": loss.detach(), **{f"train/{k}": v for k, v in logged.items()}},
+            prog_bar=True,
+        )
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        """The same BCE on normal validation images, pasted with a generator fixed per batch."""
+        """The same losses on normal validation images, pasted with a generator fixed per batch."""
         x = self.batch_images(batch)
         generator = torch.Generator().manual_seed(batch_idx)
-        loss, accuracy = self._pasted_loss(x, self.batch_lungs(batch, x, "val"), generator)
+        loss, logged = self._pasted_loss(x, self.batch_lungs(batch, x, "val"), generator)
         self.log("val_loss", loss, prog_bar=True, sync_dist=True)
-        self.log("val/accuracy", accuracy, sync_dist=True)
+        self.log_dict({f"val/{k}": v for k, v in logged.items()}, sync_dist=True)
 
     def fit_normal_images(self, batches: Iterable[torch.Tensor], count: int) -> None:
         """Fit the normal Gaussians on the training images (and, with augmentation, on
@@ -300,5 +315,12 @@ class AnatPaste(AnomalyModel):
             scores[DENSE_SCORE] = smoothed.flatten(1).amax(1)
             maps[DENSE_SCORE] = F.interpolate(
                 dense, size=x.shape[-2:], mode="bilinear", align_corners=False
+            )
+        if out.mask_logits is not None:
+            probability = torch.sigmoid(out.mask_logits.float())
+            smoothed = F.avg_pool2d(probability, 3, stride=1, padding=1, count_include_pad=False)
+            scores[MASK_SCORE] = smoothed.flatten(1).amax(1)
+            maps[MASK_SCORE] = F.interpolate(
+                probability, size=x.shape[-2:], mode="bilinear", align_corners=False
             )
         return Inference(reconstruction=None, maps=maps, scores=scores)

@@ -22,6 +22,9 @@ SCORE_NAMES = ("mahalanobis", "patch_max", "logit", "multiscale")
 DENSE_SCORE = "dense"
 
 
+MASK_SCORE = "mask"
+
+
 LR_SCHEDULES = ("cosine", "constant")
 
 
@@ -58,6 +61,12 @@ class AnatPasteConfig(ModelConfig):
         dense_stages: stages whose feature maps, brought to the finest one's grid and stacked,
             fit one Gaussian per location (PaDiM); adds the score ``dense`` (the largest
             location distance after a 3 x 3 average) and its map. Empty: off.
+        mask_weight: weight of a per-pixel loss beside the image one: a small head on every
+            stage's features, on the second stage's grid, learns where the pasted patch lies
+            (the blend weights as soft targets; zero on the untouched copies), as DRAEM's
+            discriminative network and CutPaste's localisation do. Adds the score ``mask``
+            (the largest predicted probability after a 3 x 3 average) and its map, the
+            predicted probability. 0: no head.
     """
 
     default_score: str = "mahalanobis"
@@ -81,6 +90,7 @@ class AnatPasteConfig(ModelConfig):
     max_patch_samples: int = 200_000
     normal_fit_copies: int = 0
     dense_stages: tuple[int, ...] = ()
+    mask_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.channels:
@@ -97,7 +107,7 @@ class AnatPasteConfig(ModelConfig):
             raise ConfigError(
                 f"model_params.dense_stages must index stages (0 to {len(self.channels) - 1})"
             )
-        if self.default_score not in self.score_names:
+        if self.default_score not in (*self.score_names, *(("fused",) if self.fuse else ())):
             raise ConfigError(f"model_params.default_score must be one of {self.score_names}")
         for key in ("paste_area", "paste_opacity", "paste_blur", "paste_shift"):
             low_high = getattr(self, key)
@@ -109,11 +119,16 @@ class AnatPasteConfig(ModelConfig):
             raise ConfigError("model_params.paste_aspect must be in (0, 1]")
         if self.normal_fit_copies < 0:
             raise ConfigError("model_params.normal_fit_copies must not be negative")
+        if self.mask_weight < 0:
+            raise ConfigError("model_params.mask_weight must not be negative")
+        if self.mask_weight and len(self.channels) < 2:
+            raise ConfigError("model_params.mask_weight needs at least two stages")
 
     @property
     def score_names(self) -> tuple[str, ...]:
         """The scores this configuration computes."""
-        return (*SCORE_NAMES, DENSE_SCORE) if self.dense_stages else SCORE_NAMES
+        names = (*SCORE_NAMES, DENSE_SCORE) if self.dense_stages else SCORE_NAMES
+        return (*names, MASK_SCORE) if self.mask_weight else names
 
     @property
     def dense_grid(self) -> int:
@@ -174,6 +189,36 @@ class NetOutput(NamedTuple):
     logit: torch.Tensor  # (N,): the "pasted" logit
     pooled: tuple[torch.Tensor, ...]  # (N, C_i) per stage: its features, globally pooled
     stages: tuple[torch.Tensor, ...]  # (N, C_i, h_i, w_i) per stage: its feature map
+    mask_logits: torch.Tensor | None  # (N, 1, h_1, w_1): where a paste lies (with mask_weight)
+
+
+class MaskHead(nn.Module):
+    """Every stage's features on the second stage's grid -> per-location "pasted" logits.
+
+    Finer stages are average-pooled and coarser ones upsampled to that grid, concatenated,
+    reduced by a 1 x 1 convolution, mixed by a 3 x 3 one and read out by a 1 x 1 one.
+    """
+
+    def __init__(self, channels: tuple[int, ...], width: int = 32) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(sum(channels), width, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, 1, 1),
+        )
+
+    def forward(self, stages: list[torch.Tensor]) -> torch.Tensor:
+        size = stages[1].shape[-2:]
+        resized = [
+            F.avg_pool2d(stages[0], 2),  # the only finer stage: twice the grid's side
+            stages[1],
+            *(F.interpolate(s, size, mode="bilinear", align_corners=False) for s in stages[2:]),
+        ]
+        return self.body(torch.cat(resized, dim=1))
 
 
 class AnatPasteNet(nn.Module):
@@ -191,6 +236,7 @@ class AnatPasteNet(nn.Module):
             layers += [nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
         self.head = nn.Sequential(*layers)
         self.out = nn.Linear((cfg.channels[-1], *cfg.head_units)[-1], 1)
+        self.mask_head = MaskHead(cfg.channels) if cfg.mask_weight else None
 
     def forward(self, x: torch.Tensor) -> NetOutput:
         patches = x
@@ -203,4 +249,5 @@ class AnatPasteNet(nn.Module):
             if i == self.patch_stage:
                 patches = x
         logit = self.out(self.head(pooled[-1])).squeeze(1)
-        return NetOutput(pooled[-1], patches, logit, tuple(pooled), tuple(maps))
+        mask_logits = self.mask_head(maps) if self.mask_head is not None else None
+        return NetOutput(pooled[-1], patches, logit, tuple(pooled), tuple(maps), mask_logits)

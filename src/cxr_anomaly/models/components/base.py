@@ -37,6 +37,11 @@ class ModelConfig:
         map_score: the score whose map is drawn and localized (heatmaps, regions, pixel
             metrics); ``None``: the default score's. An image score and a map can come from
             different statistics (a global distance ranks images, a per-location one points).
+        image_size: the image side the model works at (set from the data).
+        pixel_z_of: a score whose map is judged per pixel against normal images: the mean and
+            spread of that map at each pixel over the normal training images are kept, and the
+            score ``pixel_z`` added, whose map is the per-pixel z-score (see
+            :mod:`.pixel_statistics`). ``None``: off.
         fuse: scores combined into the extra score ``fused``: each is z-normalised with its mean
             and spread on the normal validation images (set at calibration, saved with the
             weights), and the z-scores are averaged; the ``fused`` map averages the maps
@@ -46,6 +51,8 @@ class ModelConfig:
     map_sigma: float = 0.0
     default_score: str = "l1"
     map_score: str | None = None
+    image_size: int = 64
+    pixel_z_of: str | None = None
     fuse: tuple[str, ...] = ()
 
     @property

@@ -36,6 +36,7 @@ from cxr_anomaly.models.components.base import (
     add_lowpass_score,
 )
 from cxr_anomaly.models.components.maps import image_score, l1_map
+from cxr_anomaly.models.components.pixel_statistics import PIXEL_Z_SCORE, PixelStatistics
 
 
 def _average_in_place(tensors: list[torch.Tensor]) -> None:
@@ -85,6 +86,9 @@ class AnomalyModel(L.LightningModule, ABC):
         self.fusion_stats: torch.Tensor
         stats = torch.stack([torch.zeros(len(config.fuse)), torch.ones(len(config.fuse))])
         self.register_buffer("fusion_stats", stats)
+        self.pixel_statistics = (
+            PixelStatistics(config.image_size) if config.pixel_z_of is not None else None
+        )
         # Training noise: a CPU generator (small draws, augmentation, pasting) and one on the
         # model's device (image-sized noise, latents, dropout), both from reseed_noise.
         self._noise: torch.Generator | None = None
@@ -104,7 +108,10 @@ class AnomalyModel(L.LightningModule, ABC):
 
     def score_names(self) -> tuple[str, ...]:
         """Names of the scores :meth:`infer` returns; the first is the reference score."""
-        return (*self.own_score_names(), "fused") if self.config.fuse else self.own_score_names()
+        names = self.own_score_names()
+        if self.pixel_statistics is not None:
+            names = (*names, PIXEL_Z_SCORE)
+        return (*names, "fused") if self.config.fuse else names
 
     @abstractmethod
     def own_score_names(self) -> tuple[str, ...]:
@@ -141,6 +148,9 @@ class AnomalyModel(L.LightningModule, ABC):
         }
         scores = {name: value.float() for name, value in result.scores.items()}
         recon = result.reconstruction
+        if self.pixel_statistics is not None and self.config.pixel_z_of is not None:
+            z_map, scores[PIXEL_Z_SCORE] = self.pixel_statistics(maps[self.config.pixel_z_of])
+            maps[PIXEL_Z_SCORE] = z_map
         if self.config.fuse:
             self._fuse(maps, scores)
         return Inference(
@@ -265,6 +275,17 @@ class AnomalyModel(L.LightningModule, ABC):
         """After training: fit what the model keeps of the normal training images (AnatPaste's
         Gaussians of its features), from ``count`` images in batches (B, 1, S, S) in [0, 1].
         Training calls it with the best weights restored; most models keep nothing."""
+
+    @torch.no_grad()
+    def fit_pixel_statistics(self, batches: Iterable[torch.Tensor]) -> None:
+        """With ``pixel_z_of``: fit each pixel's normal mean and spread of that score's map on
+        normal images (batches (B, 1, S, S) in [0, 1]); training calls it after
+        :meth:`fit_normal_images`."""
+        if self.pixel_statistics is None or self.config.pixel_z_of is None:
+            return
+        for batch in batches:
+            self.pixel_statistics.accumulate(self.infer(batch).maps[self.config.pixel_z_of])
+        self.pixel_statistics.finish()
 
     def update_ema(self) -> None:
         """One EMA step after each optimisation step (models with an EMA override this)."""

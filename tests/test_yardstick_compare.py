@@ -1,0 +1,66 @@
+"""The yardstick script's paired comparisons: pointing per half, and reusing measured recipes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from benchmark_scripts import load_benchmark
+
+FINDINGS = ("nodule", "consolidation", "effusion", "pneumothorax", "foreign_body")
+
+
+@pytest.fixture(scope="module")
+def yardstick() -> ModuleType:
+    return load_benchmark("yardstick")
+
+
+def _run(hits: list[int], seed: int) -> dict[str, Any]:
+    """A measured seed on 4 patients' images: pneumonia on both halves, inserted findings whose
+    pointing hits are ``hits`` (one per image) for every finding."""
+    rng = np.random.default_rng(seed)
+    patients = ["a", "b", "c", "d"]
+    labels = [0, 0, 1, 1]
+    half = {"labels": labels, "scores": rng.random(4).tolist(), "patients": patients}
+    level = {
+        f: {"scores": rng.random(4).tolist(), "pointing_hits": hits, "auroc": 0.5} for f in FINDINGS
+    }
+    inserted: dict[str, Any] = {"untouched": rng.random(4).tolist()}
+    for name in ("conspicuous", "middle", "faint"):
+        inserted[name] = {**level, "macro": {"auroc": 0.5}}
+    return {
+        "pneumonia": {"choose": half, "confirm": half},
+        "inserted": inserted,
+        "inserted_patients": patients,
+    }
+
+
+def test_pointing_gains_are_reported_per_half(yardstick: ModuleType) -> None:
+    halves = {"a": "choose", "b": "choose", "c": "confirm", "d": "confirm"}
+    base, new = [_run([0, 0, 0, 0], 0)], [_run([1, 1, 0, 1], 1)]
+    gains = yardstick.compare(base, new, halves)
+    choose, (low, high) = gains["pointing choose (middle)"]
+    confirm, _ = gains["pointing confirm (middle)"]
+    assert choose == pytest.approx(1.0) and low == pytest.approx(1.0) == high
+    assert confirm == pytest.approx(0.5)
+    # The inserted findings' AUROC is paired on each half's images too.
+    assert {"inserted choose (middle)", "inserted confirm (middle)"} <= set(gains)
+
+
+def test_reused_recipes_keep_their_source_and_refuse_other_seeds(
+    yardstick: ModuleType, tmp_path: Path
+) -> None:
+    path = tmp_path / "earlier.json"
+    payload = {"halves": "h.csv", "seed": 0, "recipes": {"base": [_run([0, 1, 0, 1], 0)]}}
+    path.write_text(json.dumps(payload))
+    recipes = yardstick.reused_recipes([path], "h.csv", 0)
+    assert recipes["base"][0]["reused"] == "earlier.json"
+    with pytest.raises(SystemExit, match="another --seed"):
+        yardstick.reused_recipes([path], "h.csv", 1)
+    with pytest.raises(SystemExit, match="two reused files"):
+        yardstick.reused_recipes([path, path], "h.csv", 0)
