@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cxr_anomaly import cli
 from cxr_anomaly.core.config import DataConfig
@@ -154,6 +155,25 @@ def test_evaluate_on_the_runs_own_split_and_on_external_data(
     counts = external["split_summary"]["test"]
     assert sum(c["images"] for c in counts.values()) == 18
     assert (tmp_path / "ext" / REPORT_FILE).is_file()
+
+
+def test_evaluate_draws_the_maps_over_each_radiograph_at_its_own_size(
+    benchmark: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    out, _ = benchmark
+    root = tmp_path / "pngs"
+    rng = np.random.default_rng(0)
+    for cls in ("NORMAL", "PNEUMONIA"):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 255, (90, 60), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / cls / f"{cls[0]}{i}-0001.png")
+    data = DataConfig(spec=f"folder:{root}", size=SIZE, cache_dir=str(tmp_path / "cache"))
+    options = StudyOptions(out=tmp_path / "ext", n_boot=20)
+    assert evaluate_run(out / "runs" / "vaegan", options, data, True) is not None
+    figure = tmp_path / "ext" / "figures" / "full_resolution.png"
+    assert figure.is_file()
+    assert "Heatmaps on the radiographs" in (tmp_path / "ext" / REPORT_FILE).read_text()
 
 
 def _chromium() -> str | None:

@@ -196,3 +196,11 @@ def test_a_long_roc_title_stays_inside_the_figure() -> None:
     box = suptitle.get_window_extent(canvas.get_renderer())
     frame = fig.bbox
     assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+
+
+def test_panel_grid_draws_panels_of_any_aspect_and_checks_its_rows(tmp_path: Path) -> None:
+    tall, wide = np.zeros((90, 60, 3)), np.ones((40, 80, 3))
+    path = viz.panel_grid([[tall, wide], [wide, tall]], ["a", "b"], tmp_path / "g.png", ["x", "y"])
+    assert path.is_file() and path.stat().st_size > 0
+    with pytest.raises(ValueError, match="one panel per column"):
+        viz.panel_grid([[tall]], ["a", "b"], tmp_path / "bad.png")

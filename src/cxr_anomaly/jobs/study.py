@@ -90,7 +90,9 @@ def _model_result(
     pp = metadata.post_processor
     _add_sharpness_fusion(scored, pp, data)
     evaluation = evaluate_scored(scored, n_boot=options.n_boot, seed=options.seed)
-    examples.add_model(model, 0.0 if pp is None else pp.map_floor)
+    examples.add_model(
+        model, 0.0 if pp is None else pp.map_floor, None if pp is None else pp.map_scale or None
+    )
     return ModelResult(evaluation, scored, metadata, run_dir)
 
 

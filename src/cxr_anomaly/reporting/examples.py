@@ -12,10 +12,16 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from cxr_anomaly.data.datamodule import SplitView
-from cxr_anomaly.data.images import SUPPORTED_SUFFIXES
+from cxr_anomaly.data.images import SUPPORTED_SUFFIXES, read_image
 from cxr_anomaly.models.components.lightning_model import AnomalyModel
-from cxr_anomaly.postprocess.maps import drawn_map
+from cxr_anomaly.postprocess.maps import MAP_REGIONS, drawn_map
+from cxr_anomaly.reporting import viz
 from cxr_anomaly.runtime.inference import infer_arrays
+
+#: The longest side of an example drawn at its own resolution in the report.
+ORIGINAL_SIDE = 768
+
+Box = tuple[int, int, int, int]
 
 
 @dataclass
@@ -28,10 +34,17 @@ class Examples:
     titles: list[str]
     reconstructions: dict[str, np.ndarray | None] = field(default_factory=dict)
     maps: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Each image as read from its file, at its own resolution and intensities (None: none).
+    originals: list[np.ndarray | None] = field(default_factory=list)
+    #: Each image's known boxes (x, y, width, height) in original pixels.
+    boxes: list[list[Box]] = field(default_factory=list)
+    #: Model -> its map in red over each original (the images that have one, in order).
+    overlays: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
-    def add_model(self, model: AnomalyModel, map_floor: float) -> None:
-        """The model's reconstructions and default maps of the images, maps drawn in its
-        region (see ``AnomalyModel.map_region``) above ``map_floor``."""
+    def add_model(self, model: AnomalyModel, map_floor: float, map_scale: float | None) -> None:
+        """The model's reconstructions and drawn maps of the images, maps drawn in its region
+        (see ``AnomalyModel.map_region``) above ``map_floor``, and over each original placed
+        as preprocessing placed the image, full red at ``map_scale``."""
         inferred = infer_arrays(model, self.images[:, None], reconstructions=True)
         self.reconstructions[model.name] = inferred.reconstructions
         self.maps[model.name] = np.stack(
@@ -40,6 +53,35 @@ class Examples:
                 for m, image in zip(inferred.maps, self.images, strict=True)
             ]
         )
+        region = None if model.map_region is None else MAP_REGIONS[model.map_region]
+        self.overlays[model.name] = [
+            viz.radiograph_overlay(
+                original,
+                amap,
+                map_floor,
+                map_scale,
+                None if region is None else region(image),
+                boxes,
+                ORIGINAL_SIDE,
+            )
+            for original, amap, image, boxes in zip(
+                self.originals, inferred.maps, self.images, self.boxes, strict=True
+            )
+            if original is not None
+        ]
+
+    def original_rows(self) -> list[list[np.ndarray]]:
+        """For each image with an original: it with its boxes, then each model's overlay."""
+        rows: list[list[np.ndarray]] = []
+        shown = [k for k, original in enumerate(self.originals) if original is not None]
+        for row, k in enumerate(shown):
+            original = self.originals[k]
+            assert original is not None
+            plain = viz.radiograph_overlay(
+                original, np.zeros((2, 2)), 0.0, 1.0, None, self.boxes[k], ORIGINAL_SIDE
+            )
+            rows.append([plain, *(overlays[row] for overlays in self.overlays.values())])
+        return rows
 
 
 def select_examples(view: SplitView, count: int = 4, seed: int = 0) -> Examples:
@@ -61,11 +103,20 @@ def select_examples(view: SplitView, count: int = 4, seed: int = 0) -> Examples:
         masked = members[known[members]]
         chosen.append(int(rng.choice(masked if len(masked) else members)))
     indices = np.array(chosen, dtype=np.int64)
+    samples = [view.samples[i] for i in indices]
     return Examples(
         indices=indices,
         images=view.images(indices)[:, 0],
         masks=view.masks(indices),
         titles=[f"{classes[i]}\n{short_id(view.ids[i])}" for i in indices],
+        originals=[
+            None if s.path is None else read_image(s.path, view.cache.options).pixels
+            for s in samples
+        ],
+        boxes=[
+            [(round(b.x), round(b.y), round(b.width), round(b.height)) for b in s.boxes]
+            for s in samples
+        ],
     )
 
 

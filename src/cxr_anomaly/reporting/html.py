@@ -429,6 +429,19 @@ def study_sections(results_json: ResultsJson, figures: Path) -> list[Section]:
                 + image_html(figures / FIGURES["grid"], "comparison grid"),
             )
         )
+    if (figures / FIGURES["originals"]).is_file():
+        sections.append(
+            Section(
+                "Heatmaps on the radiographs",
+                paragraph_html(
+                    "The same examples as read from their files, at their own resolution and "
+                    "intensities, each model's map placed as preprocessing placed the image: no "
+                    "red at the median normal pixel, full red at the 99.5th percentile of normal "
+                    "pixels. Known boxes in yellow."
+                )
+                + image_html(figures / FIGURES["originals"], "heatmaps on the radiographs"),
+            )
+        )
     models = results_json["models"]
     per_class = [{"model": name, **entry["image"]["per_class"]} for name, entry in models.items()]
     variants = [

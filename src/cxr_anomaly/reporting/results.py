@@ -26,7 +26,12 @@ from cxr_anomaly.reporting.examples import Examples
 from cxr_anomaly.runtime.checkpoint import ModelMetadata, TrainingJson, library_versions
 
 RESULTS_FILE = "results.json"
-FIGURES = {"roc": "roc.png", "histograms": "histograms.png", "grid": "comparison_grid.png"}
+FIGURES = {
+    "roc": "roc.png",
+    "histograms": "histograms.png",
+    "grid": "comparison_grid.png",
+    "originals": "full_resolution.png",
+}
 
 
 #: Per split, per image class: the number of patients and of images (``Splits.summary``).
@@ -222,6 +227,15 @@ def write_study(
                 for r in results
                 if r.post_processor is not None and r.post_processor.map_scale
             },
+        )
+    if examples is not None and examples.overlays and any(examples.overlays.values()):
+        viz.panel_grid(
+            examples.original_rows(),
+            ["radiograph", *examples.overlays],
+            figures / FIGURES["originals"],
+            row_titles=[
+                t for t, o in zip(examples.titles, examples.originals, strict=True) if o is not None
+            ],
         )
     if references and results:
         _write_reference_scores(

@@ -522,6 +522,43 @@ def comparison_grid(
 # --------------------------------------------------------------------------------------------
 
 
+def panel_grid(
+    rows: Sequence[Sequence[NDArray[np.float64]]],
+    column_labels: Sequence[str],
+    path: Path | str,
+    row_titles: Sequence[str] | None = None,
+    panel: float = 2.6,
+) -> Path:
+    """RGB panels (h, w, 3) in rows, each drawn at its own aspect ratio, labelled above each
+    column and, with ``row_titles``, left of each row; written to ``path``."""
+    if not rows or any(len(row) != len(column_labels) for row in rows):
+        raise ValueError("panel_grid needs rows of one panel per column label")
+    n_rows, n_cols = len(rows), len(column_labels)
+    left = 0.5 if row_titles else 0.05
+    fig = Figure(figsize=(left + n_cols * panel, 0.5 + n_rows * panel))
+    gs = GridSpec(
+        n_rows,
+        n_cols,
+        figure=fig,
+        left=left / (left + n_cols * panel),
+        right=0.99,
+        top=1.0 - 0.45 / (0.5 + n_rows * panel),
+        bottom=0.01,
+        wspace=0.04,
+        hspace=0.04,
+    )
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            ax = fig.add_subplot(gs[r, c])
+            _blank(ax)
+            ax.imshow(np.clip(image, 0.0, 1.0), interpolation="antialiased")
+            if r == 0:
+                ax.set_title(_header(column_labels[c]), fontsize=8)
+            if c == 0 and row_titles:
+                ax.set_ylabel(row_titles[r], fontsize=7)
+    return save_figure(fig, path)
+
+
 def score_histograms(
     scores: Mapping[str, tuple[ArrayLike, ArrayLike]],
     path: Path | str,
