@@ -192,9 +192,10 @@ def _pool(values: list[float]) -> str:
     return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def _with_ci(cell: str, entry: Any) -> str:
-    """``cell`` with the first seed's 95% patient-bootstrap interval of the pointing game."""
-    interval = entry.get("pointing_ci") if isinstance(entry, dict) else None
+def _with_ci(cell: str, entry: Any, key: str = "pointing_ci") -> str:
+    """``cell`` with the first seed's 95% patient-bootstrap interval ``key`` (by default the
+    pointing game's)."""
+    interval = entry.get(key) if isinstance(entry, dict) else None
     return f"{cell} [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else cell
 
 
@@ -226,7 +227,11 @@ def summary_row(name: str, seeds: list[dict[str, Any]]) -> list[str]:
             _pool(get("inserted", MIDDLE, "macro", "pointing")),
             seeds[0].get("inserted", {}).get(MIDDLE, {}).get("macro"),
         ),
-        _pool(get("inserted", MIDDLE, "macro", "pixel_ap")),
+        _with_ci(
+            _pool(get("inserted", MIDDLE, "macro", "pixel_ap")),
+            seeds[0].get("inserted", {}).get(MIDDLE, {}).get("macro"),
+            "pixel_ap_ci",
+        ),
         _with_ci(
             _pool(get("phantoms", "macro", "pointing")),
             seeds[0].get("phantoms", {}).get("macro"),

@@ -447,3 +447,22 @@ def test_pointing_hits_are_per_annotated_image() -> None:
     hits = metrics.pointing_hits(maps, masks, sigma=0)  # image 2 has no mask: not counted
     assert hits.tolist() == [True, False]
     assert metrics.pointing_game(maps, masks, sigma=0) == 0.5
+
+
+def test_pixel_ap_interval_brackets_the_pooled_ap_and_is_seeded() -> None:
+    rng = np.random.default_rng(0)
+    maps = rng.random((80, 12, 12))
+    masks = np.zeros((80, 12, 12), bool)
+    masks[40:, 3:7, 3:7] = True
+    maps[masks] += 0.4
+    many = [f"p{i}" for i in range(80)]
+    ap = metrics.pixel_ap(maps, masks)
+    low, high = metrics.pixel_ap_ci([maps], [masks], [many], n_boot=200)
+    assert low < ap < high
+    assert metrics.pixel_ap_ci([maps], [masks], [many], n_boot=200) == (low, high)
+    # Two sets: the interval is of their mean AP; a perfect second set lifts it.
+    perfect = masks.astype(float)
+    both = metrics.pixel_ap_ci([maps, perfect], [masks, masks], [many, many], n_boot=200)
+    assert both[0] > low
+    with pytest.raises(ValueError, match="positive pixel"):
+        metrics.pixel_ap_ci([maps[:40]], [masks[:40]], [many[:40]], n_boot=5)

@@ -145,6 +145,9 @@ def test_inserted_findings_rank_a_detector_that_sees_them() -> None:
     assert len(nodule["pointing_hits"]) == len(originals)  # every image with the finding
     macro = found["sees"]["conspicuous"]["macro"]
     assert macro["pointing_ci"][0] <= macro["pointing"] <= macro["pointing_ci"][1]
+    low, high = macro["pixel_ap_ci"]
+    assert 0 < low < high <= 1
+    assert low - 0.05 <= macro["pixel_ap"] <= high + 0.05  # binned ties: close, not equal
     assert found["blind"]["conspicuous"]["macro"]["auroc"] == pytest.approx(0.5)
     assert "pointing" not in found["blind"]["conspicuous"]["nodule"]
 

@@ -158,6 +158,7 @@ def inserted_findings(
     labels = np.r_[np.zeros(len(originals)), np.ones(len(originals))]
     found: dict[str, dict[str, Any]] = {n: {"untouched": clean[n][0].tolist()} for n in scorers}
     for level in levels:
+        drawn: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in scorers}
         for finding in findings:
             images, masks = inserted_pairs(originals, finding, level, seed)
             small_masks = _model_masks(np.stack(masks), size)
@@ -167,8 +168,10 @@ def inserted_findings(
                 both = np.r_[clean[name][0], scores]
                 entry = {**auroc_with_ci(labels, both, groups, n_boot), "scores": scores.tolist()}
                 if maps.size:
-                    entry.update(_localization(np.r_[clean[name][1], maps], all_masks))
+                    both_maps = np.r_[clean[name][1], maps]
+                    entry.update(_localization(both_maps, all_masks))
                     entry["pointing_ci"] = _pointing_ci([entry], [patients])
+                    drawn[name].append((both_maps, all_masks))
                 found[name].setdefault(level, {})[finding] = entry
         for name in scorers:
             by_finding = found[name][level]
@@ -181,6 +184,14 @@ def inserted_findings(
                 entries = [by_finding[f] for f in findings]
                 macro_ci = _pointing_ci(entries, [patients] * len(findings))
                 found[name][level]["macro"]["pointing_ci"] = macro_ci
+                found[name][level]["macro"]["pixel_ap_ci"] = list(
+                    metrics.pixel_ap_ci(
+                        [m for m, _ in drawn[name]],
+                        [k for _, k in drawn[name]],
+                        [groups] * len(drawn[name]),
+                        n_boot=n_boot,
+                    )
+                )
     return found
 
 
@@ -275,6 +286,12 @@ def phantom_findings(model: AnomalyModel, data: PreparedData) -> dict[str, dict[
         for key in ("auroc", "pixel_ap", "best_dice", "pointing")
     }
     found["macro"]["pointing_ci"] = _pointing_ci([found[f] for f in findings], groups)
+    sets = [normal | (classes == f) for f in findings]
+    found["macro"]["pixel_ap_ci"] = list(
+        metrics.pixel_ap_ci(
+            [maps[k] for k in sets], [masks[k] for k in sets], [patients[k] for k in sets]
+        )
+    )
     return found
 
 
