@@ -25,15 +25,15 @@ def test_no_flag_trains_the_default_recipe_with_its_intensity() -> None:
     assert config.data.intensity == "local"
 
 
-def test_the_default_anatpaste_ranks_globally_and_draws_per_location() -> None:
-    """Chosen on the yardstick: the image score stays the global Mahalanobis distance, the map
-    is the per-location distance of stages 1 and 2 (pointing 0.013 -> 0.087 on inserted
-    findings, image AUROCs unchanged)."""
+def test_the_default_anatpaste_fuses_its_global_and_mask_scores_and_draws_the_mask() -> None:
+    """Chosen on the yardstick: the image score fuses the global Mahalanobis distance with the
+    mask head's largest probability, and the map is the mask head's probability."""
     from cxr_anomaly.models.registry import model_config
 
     config = model_config("anatpaste", _config().model_params)
-    assert config.default_score == "mahalanobis"
-    assert config.drawn_score == "dense"
+    assert config.default_score == "fused"
+    assert tuple(config.fuse) == ("mahalanobis", "mask")
+    assert config.drawn_score == "mask"
 
 
 def test_the_command_line_still_wins() -> None:
@@ -56,3 +56,12 @@ def test_a_preset_may_only_name_its_intensity(tmp_path: Path) -> None:
     path.write_text("model: bigan\ndata: {intensity: local, size: 128}\n")
     with pytest.raises(ConfigError, match="only intensity; got size"):
         load_preset("bigan", str(path))
+
+
+def test_the_default_bigan_draws_its_error_judged_per_pixel() -> None:
+    from cxr_anomaly.models.registry import model_config
+
+    args = build_parser().parse_args(["train", "bigan", "--out", "x"])
+    config = model_config("bigan", run_config_from_args("bigan", args).model_params)
+    assert config.default_score == "lowpass"
+    assert config.pixel_z_of == "lowpass" and config.drawn_score == "pixel_z"
