@@ -22,9 +22,21 @@ from cxr_anomaly.runtime.onnx import EXPORT_FILE, ExportError
 from tiny import SIZE, tiny_run
 
 EXPORTABLE = ("bigan", "vaegan", "anatpaste")
-# Beside each exportable model's tiny run: VAE-GAN scoring its latent Gaussian distance.
+# Beside each exportable model's tiny run: VAE-GAN scoring its latent Gaussian distance, and
+# AnatPaste as its default recipe scores and draws (an in-graph fusion, the mask head's map), and
+# BiGAN drawing its per-pixel z-scored error.
 EXTRA_PARAMS = {
     "vaegan-latent": ("vaegan", {"latent_scores": True, "default_score": "latent"}),
+    "anatpaste-mask-fused": (
+        "anatpaste",
+        {
+            "mask_weight": 1.0,
+            "map_score": "mask",
+            "fuse": ["mahalanobis", "mask"],
+            "default_score": "fused",
+        },
+    ),
+    "bigan-pixel-z": ("bigan", {"pixel_z_of": "l1", "map_score": "pixel_z"}),
 }
 
 

@@ -20,7 +20,12 @@ FUSION_RULE = "mean of z-scores (each z-normalised on the normal validation imag
 
 
 def zscore(values: ValuesT, mean: Any, std: Any) -> ValuesT:
-    """``(values - mean) / std`` (arrays or tensors), a spread of 0 taken as 1."""
+    """``(values - mean) / std`` (arrays or tensors), a spread of 0 taken as 1.
+
+    A tensor spread is replaced without a Python branch, so the z-score stays one graph that
+    ``torch.export`` can trace."""
+    if isinstance(std, torch.Tensor):
+        return (values - mean) / torch.where(std > 0, std, torch.ones_like(std))
     return (values - mean) / (std if std > 0 else 1.0)
 
 
