@@ -58,10 +58,11 @@ def test_a_preset_may_only_name_its_intensity(tmp_path: Path) -> None:
         load_preset("bigan", str(path))
 
 
-def test_the_default_bigan_draws_its_error_judged_per_pixel() -> None:
+@pytest.mark.parametrize("name", ["bigan", "vaegan"])
+def test_the_default_reconstruction_models_draw_their_error_judged_per_pixel(name: str) -> None:
     from cxr_anomaly.models.registry import model_config
 
-    args = build_parser().parse_args(["train", "bigan", "--out", "x"])
-    config = model_config("bigan", run_config_from_args("bigan", args).model_params)
+    args = build_parser().parse_args(["train", name, "--out", "x"])
+    config = model_config(name, run_config_from_args(name, args).model_params)
     assert config.default_score == "lowpass"
     assert config.pixel_z_of == "lowpass" and config.drawn_score == "pixel_z"
