@@ -25,7 +25,7 @@ EXPORTABLE = ("bigan", "vaegan", "anatpaste")
 # Beside each exportable model's tiny run: VAE-GAN scoring its latent Gaussian distance, and
 # AnatPaste as its default recipe scores and draws (an in-graph fusion, the mask head's map), and
 # BiGAN drawing its per-pixel z-scored error.
-EXTRA_PARAMS = {
+EXTRA_PARAMS: dict[str, tuple[str, dict[str, Any]]] = {
     "vaegan-latent": ("vaegan", {"latent_scores": True, "default_score": "latent"}),
     "anatpaste-mask-fused": (
         "anatpaste",
