@@ -26,7 +26,7 @@ from cxr_anomaly.jobs.study import (
 )
 from cxr_anomaly.models.registry import DEMO, REFERENCE, model_names
 from cxr_anomaly.reporting.html import REPORT_FILE
-from cxr_anomaly.reporting.results import FIGURES, RESULTS_FILE, ResultsJson
+from cxr_anomaly.reporting.results import FIGURES, ORIGINALS_FIGURE, RESULTS_FILE, ResultsJson
 from cxr_anomaly.runtime.trainer import ScoringOptions
 from tiny import MODEL_NAMES, SIZE, TINY_PARAMS, tiny_data
 
@@ -171,7 +171,7 @@ def test_evaluate_draws_the_maps_over_each_radiograph_at_its_own_size(
     data = DataConfig(spec=f"folder:{root}", size=SIZE, cache_dir=str(tmp_path / "cache"))
     options = StudyOptions(out=tmp_path / "ext", n_boot=20)
     assert evaluate_run(out / "runs" / "vaegan", options, data, True) is not None
-    figure = tmp_path / "ext" / "figures" / "full_resolution.png"
+    figure = tmp_path / "ext" / "figures" / ORIGINALS_FIGURE
     assert figure.is_file()
     assert "Heatmaps on the radiographs" in (tmp_path / "ext" / REPORT_FILE).read_text()
 

@@ -38,7 +38,12 @@ from typing import Any
 import numpy as np
 
 from cxr_anomaly.core import atomic
-from cxr_anomaly.reporting.results import FIGURES, ResultsJson, curve_label
+from cxr_anomaly.reporting.results import (
+    FIGURES,
+    ORIGINALS_FIGURE,
+    ResultsJson,
+    curve_label,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -429,7 +434,7 @@ def study_sections(results_json: ResultsJson, figures: Path) -> list[Section]:
                 + image_html(figures / FIGURES["grid"], "comparison grid"),
             )
         )
-    if (figures / FIGURES["originals"]).is_file():
+    if (figures / ORIGINALS_FIGURE).is_file():
         sections.append(
             Section(
                 "Heatmaps on the radiographs",
@@ -439,7 +444,7 @@ def study_sections(results_json: ResultsJson, figures: Path) -> list[Section]:
                     "red at the median normal pixel, full red at the 99.5th percentile of normal "
                     "pixels. Known boxes in yellow."
                 )
-                + image_html(figures / FIGURES["originals"], "heatmaps on the radiographs"),
+                + image_html(figures / ORIGINALS_FIGURE, "heatmaps on the radiographs"),
             )
         )
     models = results_json["models"]

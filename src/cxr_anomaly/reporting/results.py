@@ -26,12 +26,9 @@ from cxr_anomaly.reporting.examples import Examples
 from cxr_anomaly.runtime.checkpoint import ModelMetadata, TrainingJson, library_versions
 
 RESULTS_FILE = "results.json"
-FIGURES = {
-    "roc": "roc.png",
-    "histograms": "histograms.png",
-    "grid": "comparison_grid.png",
-    "originals": "full_resolution.png",
-}
+FIGURES = {"roc": "roc.png", "histograms": "histograms.png", "grid": "comparison_grid.png"}
+#: Drawn only where the examples have files (not for the phantoms): maps over the radiographs.
+ORIGINALS_FIGURE = "full_resolution.png"
 
 
 #: Per split, per image class: the number of patients and of images (``Splits.summary``).
@@ -232,7 +229,7 @@ def write_study(
         viz.panel_grid(
             examples.original_rows(),
             ["radiograph", *examples.overlays],
-            figures / FIGURES["originals"],
+            figures / ORIGINALS_FIGURE,
             row_titles=[
                 t for t, o in zip(examples.titles, examples.originals, strict=True) if o is not None
             ],
