@@ -14,7 +14,7 @@ import numpy as np
 from cxr_anomaly.data.datamodule import SplitView
 from cxr_anomaly.data.images import SUPPORTED_SUFFIXES, read_image
 from cxr_anomaly.models.components.lightning_model import AnomalyModel
-from cxr_anomaly.postprocess.maps import MAP_REGIONS, drawn_map
+from cxr_anomaly.postprocess.maps import drawn_map
 from cxr_anomaly.reporting import viz
 from cxr_anomaly.runtime.inference import infer_arrays
 
@@ -53,19 +53,11 @@ class Examples:
                 for m, image in zip(inferred.maps, self.images, strict=True)
             ]
         )
-        region = None if model.map_region is None else MAP_REGIONS[model.map_region]
+        # The drawn maps are already at the floor outside the model's region.
         self.overlays[model.name] = [
-            viz.radiograph_overlay(
-                original,
-                amap,
-                map_floor,
-                map_scale,
-                None if region is None else region(image),
-                boxes,
-                ORIGINAL_SIDE,
-            )
-            for original, amap, image, boxes in zip(
-                self.originals, inferred.maps, self.images, self.boxes, strict=True
+            viz.radiograph_overlay(original, amap, map_floor, map_scale, None, boxes, ORIGINAL_SIDE)
+            for original, amap, boxes in zip(
+                self.originals, self.maps[model.name], self.boxes, strict=True
             )
             if original is not None
         ]
@@ -77,8 +69,9 @@ class Examples:
         for row, k in enumerate(shown):
             original = self.originals[k]
             assert original is not None
+            no_map = np.zeros((2, 2))  # nothing red: the radiograph, resized, with its boxes
             plain = viz.radiograph_overlay(
-                original, np.zeros((2, 2)), 0.0, 1.0, None, self.boxes[k], ORIGINAL_SIDE
+                original, no_map, 0.0, 1.0, None, self.boxes[k], ORIGINAL_SIDE
             )
             rows.append([plain, *(overlays[row] for overlays in self.overlays.values())])
         return rows

@@ -59,6 +59,7 @@ from cxr_anomaly.models.anatpaste.torch_model import (
 from cxr_anomaly.models.components.base import Inference
 from cxr_anomaly.models.components.gaussian import LocationGaussians, ledoit_wolf, mahalanobis
 from cxr_anomaly.models.components.lightning_model import AnomalyModel
+from cxr_anomaly.models.components.maps import peak_score
 
 log = logging.getLogger(__name__)
 
@@ -311,15 +312,13 @@ class AnatPaste(AnomalyModel):
         maps = dict.fromkeys(scores, amap.clamp_min(0.0))
         if self.dense is not None:
             dense = self.dense(self._dense_features(out))
-            smoothed = F.avg_pool2d(dense, 3, stride=1, padding=1, count_include_pad=False)
-            scores[DENSE_SCORE] = smoothed.flatten(1).amax(1)
+            scores[DENSE_SCORE] = peak_score(dense)
             maps[DENSE_SCORE] = F.interpolate(
                 dense, size=x.shape[-2:], mode="bilinear", align_corners=False
             )
         if out.mask_logits is not None:
             probability = torch.sigmoid(out.mask_logits.float())
-            smoothed = F.avg_pool2d(probability, 3, stride=1, padding=1, count_include_pad=False)
-            scores[MASK_SCORE] = smoothed.flatten(1).amax(1)
+            scores[MASK_SCORE] = peak_score(probability)
             maps[MASK_SCORE] = F.interpolate(
                 probability, size=x.shape[-2:], mode="bilinear", align_corners=False
             )

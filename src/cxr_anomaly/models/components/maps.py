@@ -7,6 +7,7 @@ score is the mean absolute error between the image and its reconstruction (pixel
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from cxr_anomaly.core.filters import smooth
 
@@ -27,3 +28,10 @@ def lowpass_l1_map(x: torch.Tensor, reconstruction: torch.Tensor, sigma: float) 
 def image_score(maps: torch.Tensor) -> torch.Tensor:
     """Mean of each map: (N, 1, H, W) -> (N,)."""
     return maps.flatten(1).mean(dim=1)
+
+
+def peak_score(maps: torch.Tensor) -> torch.Tensor:
+    """Largest value of each map after a 3 x 3 average (a lone pixel cannot make the score):
+    (N, 1, h, w) -> (N,)."""
+    smoothed = F.avg_pool2d(maps, 3, stride=1, padding=1, count_include_pad=False)
+    return smoothed.flatten(1).amax(1)

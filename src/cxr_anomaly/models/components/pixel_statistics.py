@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cxr_anomaly.models.components.maps import peak_score
+
 PIXEL_Z_SCORE = "pixel_z"
 
 
@@ -69,5 +71,4 @@ class PixelStatistics(nn.Module):
             mean = F.interpolate(mean, size=maps.shape[-2:], mode="bilinear", align_corners=False)
             std = F.interpolate(std, size=maps.shape[-2:], mode="bilinear", align_corners=False)
         z = (maps.float() - mean) / std
-        smoothed = F.avg_pool2d(z, 3, stride=1, padding=1, count_include_pad=False)
-        return z.clamp_min(0.0), smoothed.flatten(1).amax(1)
+        return z.clamp_min(0.0), peak_score(z)
