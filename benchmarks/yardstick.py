@@ -50,6 +50,7 @@ from cxr_anomaly.evaluation.robustness import robustness_of_run
 from cxr_anomaly.evaluation.yardstick.halves import draw_halves, read_halves, write_halves
 from cxr_anomaly.evaluation.yardstick.insertions import FINDINGS, LEVELS
 from cxr_anomaly.evaluation.yardstick.measure import (
+    GENERATORS,
     VALIDATION_SPLIT,
     inserted_findings,
     inserted_pairs,
@@ -83,9 +84,10 @@ def write_halves_manifest(path: Path) -> None:
     print(f"wrote {path} ({len(samples)} images)")
 
 
-def write_gallery(path: Path, images: int = 3, seed: int = 0) -> None:
+def write_gallery(path: Path, images: int = 3, seed: int = 0, generator: str = "density") -> None:
     """A grid to look at: rows are normal ``test-dev`` images, columns the original and each
-    finding at each level (its mask outlined in red beside the most conspicuous one)."""
+    finding at each level (its mask outlined in red beside the most conspicuous one), drawn by
+    ``generator`` (a name of ``GENERATORS``)."""
     data = PreparedData(dataclasses.replace(default_data(), intensity=STORED_INTENSITY))
     originals, _ = validation_normals(data)
     rows = []
@@ -93,7 +95,9 @@ def write_gallery(path: Path, images: int = 3, seed: int = 0) -> None:
         cells = [np.repeat(original[..., None], 3, axis=-1)]
         for finding in FINDINGS:
             for level in LEVELS:
-                inserted, masks = inserted_pairs([original], finding, level, seed, first=i)
+                inserted, masks = inserted_pairs(
+                    [original], finding, level, seed, first=i, generator=GENERATORS[generator]
+                )
                 cells.append(np.repeat(inserted[0][..., None], 3, axis=-1))
                 if level == next(iter(LEVELS)):
                     outlined = cells[-1].copy()
@@ -434,6 +438,12 @@ def main() -> None:
     parser.add_argument("--write-halves", action="store_true", help="write the halves manifest")
     parser.add_argument("--gallery", type=Path, help="write a PNG grid of inserted findings")
     parser.add_argument(
+        "--generator",
+        choices=sorted(GENERATORS),
+        default="density",
+        help="the inserted findings' generator for --gallery (blended: the second generator)",
+    )
+    parser.add_argument(
         "--map-gallery",
         type=Path,
         help="write a PNG: each finding (middle level) in one normal image, each --run's map",
@@ -460,7 +470,7 @@ def main() -> None:
         write_halves_manifest(args.halves)
         return
     if args.gallery:
-        write_gallery(args.gallery, seed=args.seed)
+        write_gallery(args.gallery, seed=args.seed, generator=args.generator)
         return
     if args.map_gallery:
         runs = [(entry[0], Path(entry[1])) for entry in args.run]

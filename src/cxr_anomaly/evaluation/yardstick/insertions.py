@@ -325,6 +325,21 @@ def _foreign_body(
     return delta
 
 
+def checked_image(
+    image: FloatArray, finding: str, level: str, levels: dict[str, tuple[float, float]]
+) -> FloatArray:
+    """``image`` as float64 once the finding, the level (a key of ``levels``) and the image's
+    shape (square, 2-D) are known to be valid; a ValueError names what is not."""
+    if finding not in FINDINGS:
+        raise ValueError(f"unknown finding {finding!r}; choose from {', '.join(FINDINGS)}")
+    if level not in levels:
+        raise ValueError(f"unknown level {level!r}; choose from {', '.join(levels)}")
+    pixels = np.asarray(image, np.float64)
+    if pixels.ndim != 2 or pixels.shape[0] != pixels.shape[1]:
+        raise ValueError(f"expected a square (H, W) image, got shape {pixels.shape}")
+    return pixels
+
+
 def insert_finding(
     image: FloatArray, finding: str, level: str, rng: np.random.Generator
 ) -> Inserted:
@@ -332,13 +347,7 @@ def insert_finding(
 
     The same ``rng`` state gives the same place and shape at every level.
     """
-    if finding not in FINDINGS:
-        raise ValueError(f"unknown finding {finding!r}; choose from {', '.join(FINDINGS)}")
-    if level not in LEVELS:
-        raise ValueError(f"unknown level {level!r}; choose from {', '.join(LEVELS)}")
-    pixels = np.asarray(image, np.float64)
-    if pixels.ndim != 2 or pixels.shape[0] != pixels.shape[1]:
-        raise ValueError(f"expected a square (H, W) image, got shape {pixels.shape}")
+    pixels = checked_image(image, finding, level, LEVELS)
     size, contrast = LEVELS[level]
     anatomy = _anatomy(pixels, rng)
     mask: BoolArray | None = None

@@ -25,8 +25,9 @@ from cxr_anomaly.data.datamodule import PreparedData, SplitView
 from cxr_anomaly.data.preprocess import preprocess, resize_image
 from cxr_anomaly.evaluation import metrics
 from cxr_anomaly.evaluation.robustness import working_images
+from cxr_anomaly.evaluation.yardstick.blended import insert_blended
 from cxr_anomaly.evaluation.yardstick.halves import HALVES
-from cxr_anomaly.evaluation.yardstick.insertions import FINDINGS, LEVELS, insert_finding
+from cxr_anomaly.evaluation.yardstick.insertions import FINDINGS, LEVELS, Inserted, insert_finding
 from cxr_anomaly.models.components.lightning_model import AnomalyModel
 from cxr_anomaly.postprocess.baselines import TRIVIAL_DETECTORS
 from cxr_anomaly.runtime.checkpoint import ModelMetadata, load_weights, read_metadata
@@ -41,6 +42,11 @@ WORKING_SIZE = 256
 
 Scorer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 """Images (N, 1, S, S) as the model sees them -> (scores (N,), maps (N, S, S))."""
+Generator = Callable[[np.ndarray, str, str, np.random.Generator], Inserted]
+"""(image, finding, level, rng) -> the image with that finding, and its mask."""
+GENERATORS: dict[str, Generator] = {"density": insert_finding, "blended": insert_blended}
+"""The yardstick's generator (``density``, every choice is made on it) and the second one
+(``blended``, :mod:`.blended`), kept for judging chosen defaults on unseen images."""
 
 
 def model_scorer(model: AnomalyModel, batch_size: int = 64) -> Scorer:
@@ -109,15 +115,20 @@ def _pointing_ci(entries: Sequence[dict[str, Any]], groups: Sequence[Sequence[st
 
 
 def inserted_pairs(
-    originals: Sequence[np.ndarray], finding: str, level: str, seed: int, first: int = 0
+    originals: Sequence[np.ndarray],
+    finding: str,
+    level: str,
+    seed: int,
+    first: int = 0,
+    generator: Generator = insert_finding,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Each original with ``finding`` at ``level`` inserted, and its mask; image ``i``'s draw is
-    seeded by ``(seed, i, finding)``, so the levels share place and shape (``first``: the index
-    of the first original)."""
+    """Each original with ``finding`` at ``level`` inserted by ``generator``, and its mask;
+    image ``i``'s draw is seeded by ``(seed, i, finding)``, so the levels share place and shape
+    (``first``: the index of the first original)."""
     images, masks = [], []
     code = FINDINGS.index(finding)
     for i, original in enumerate(originals, start=first):
-        inserted = insert_finding(original, finding, level, np.random.default_rng([seed, i, code]))
+        inserted = generator(original, finding, level, np.random.default_rng([seed, i, code]))
         images.append(inserted.image)
         masks.append(inserted.mask)
     return images, masks
@@ -133,6 +144,7 @@ def inserted_findings(
     n_boot: int = N_BOOT,
     levels: Sequence[str] = tuple(LEVELS),
     findings: Sequence[str] = FINDINGS,
+    generator: Generator = insert_finding,
 ) -> dict[str, dict[str, Any]]:
     """Per scorer, level and finding: AUROC (with interval), localization and the scores.
 
@@ -142,6 +154,7 @@ def inserted_findings(
         patients: the patient of each original (the bootstrap's groups).
         size: the side the scorers take.
         seed: the insertions' seed.
+        generator: what inserts the findings (one of :data:`GENERATORS`).
 
     Returns:
         ``found[name][level][finding]`` = {"auroc", "ci", "pixel_ap", "best_dice", "pointing",
@@ -160,7 +173,7 @@ def inserted_findings(
     for level in levels:
         drawn: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in scorers}
         for finding in findings:
-            images, masks = inserted_pairs(originals, finding, level, seed)
+            images, masks = inserted_pairs(originals, finding, level, seed, generator=generator)
             small_masks = _model_masks(np.stack(masks), size)
             all_masks = np.r_[np.zeros_like(small_masks), small_masks]
             for name, scorer in scorers.items():
@@ -255,10 +268,13 @@ def trivial_scorers(train_images: np.ndarray) -> dict[str, Scorer]:
     return scorers
 
 
-def validation_normals(data: PreparedData) -> tuple[list[np.ndarray], list[str]]:
-    """The normal images of the labelled validation split at :data:`WORKING_SIZE`, and their
-    patients (one size for every model, so models of any size see the same insertions)."""
-    view = data.view(VALIDATION_SPLIT)
+def validation_normals(
+    data: PreparedData, split: str = VALIDATION_SPLIT
+) -> tuple[list[np.ndarray], list[str]]:
+    """The normal images of a labelled split (by default the validation split) at
+    :data:`WORKING_SIZE`, and their patients (one size for every model, so models of any size
+    see the same insertions)."""
+    view = data.view(split)
     normals: SplitView = view.subset(np.flatnonzero(view.labels == 0).tolist())
     return working_images(data, normals, WORKING_SIZE), normals.patient_ids
 
