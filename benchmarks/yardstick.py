@@ -147,14 +147,25 @@ def write_map_gallery(
     print(f"wrote {path}")
 
 
-def measure_run(real: Path, phantom: Path | None, halves: dict[str, str], seed: int) -> dict:
-    """Every yardstick number of one seed's runs (``phantom``: its phantom-trained twin)."""
+def measure_run(
+    real: Path, phantom: Path | None, halves: dict[str, str], seed: int, generator: str = "density"
+) -> dict:
+    """Every yardstick number of one seed's runs (``phantom``: its phantom-trained twin), the
+    inserted findings drawn by ``generator`` (a name of ``GENERATORS``)."""
     model, data, metadata = load_run_data(real, ("train", VALIDATION_SPLIT, "val_normal"))
     scorer = model_scorer(model)
     originals, patients = validation_normals(data)
     size, intensity = data.config.size, data.config.intensity
     modes = {"model": intensity}
-    inserted = inserted_findings({"model": scorer}, originals, patients, size, modes, seed=seed)
+    inserted = inserted_findings(
+        {"model": scorer},
+        originals,
+        patients,
+        size,
+        modes,
+        seed=seed,
+        generator=GENERATORS[generator],
+    )
     found: dict[str, Any] = {
         "run": str(real),
         "intensity": intensity,
@@ -171,7 +182,9 @@ def measure_run(real: Path, phantom: Path | None, halves: dict[str, str], seed: 
     return found
 
 
-def measure_trivial(halves: dict[str, str], seed: int) -> dict[str, dict[str, Any]]:
+def measure_trivial(
+    halves: dict[str, str], seed: int, generator: str = "density"
+) -> dict[str, dict[str, Any]]:
     """The trivial detectors' pneumonia and inserted-finding numbers (stored intensities)."""
     data = PreparedData(dataclasses.replace(default_data(), intensity=STORED_INTENSITY))
     data.prepare(("train", VALIDATION_SPLIT))
@@ -179,7 +192,9 @@ def measure_trivial(halves: dict[str, str], seed: int) -> dict[str, dict[str, An
     originals, patients = validation_normals(data)
     modes = dict.fromkeys(scorers, STORED_INTENSITY)
     size = data.config.size
-    inserted = inserted_findings(scorers, originals, patients, size, modes, seed=seed)
+    inserted = inserted_findings(
+        scorers, originals, patients, size, modes, seed=seed, generator=GENERATORS[generator]
+    )
     view = data.view(VALIDATION_SPLIT)
     return {
         name: {"pneumonia": pneumonia_halves(scorer, view, halves), "inserted": inserted[name]}
@@ -295,7 +310,11 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
 
 
-def report(recipes: dict[str, list[dict[str, Any]]], trivial: dict[str, dict[str, Any]]) -> str:
+def report(
+    recipes: dict[str, list[dict[str, Any]]],
+    trivial: dict[str, dict[str, Any]],
+    generator: str = "density",
+) -> str:
     """The summary table, then each recipe's per-finding table, as Markdown."""
     rows = [summary_row(name, seeds) for name, seeds in recipes.items()]
     rows += [summary_row(f"{name} (trivial)", [found]) for name, found in trivial.items()]
@@ -305,7 +324,8 @@ def report(recipes: dict[str, list[dict[str, Any]]], trivial: dict[str, dict[str
         "Protocol: trained on the normal images of ZhangLab `train/` (official protocol, 64 px); "
         "pneumonia: `test-dev` (labelled validation) cut by patient into `choose` and `confirm` "
         "(PNEUMONIA abnormal, NORMAL normal); inserted findings: each of `test-dev`'s 114 normal "
-        "images with one finding against itself untouched (AUROC, 95% patient-bootstrap "
+        f"images with one finding drawn by the `{generator}` generator against itself untouched "
+        "(AUROC, 95% patient-bootstrap "
         "intervals of the first seed); phantoms: a twin run trained on the built-in phantoms, "
         "their test split. Localization: the drawn map at 64 px against the mask (pointing "
         "game with the first seed's 95% patient-bootstrap interval, pixel AP). Values: mean ± sd "
@@ -405,7 +425,9 @@ def patient_halves(path: Path) -> dict[str, str]:
         return {row["patient_id"]: row["half"] for row in csv.DictReader(handle)}
 
 
-def reused_recipes(paths: list[Path], halves: str, seed: int) -> dict[str, list[dict[str, Any]]]:
+def reused_recipes(
+    paths: list[Path], halves: str, seed: int, generator: str = "density"
+) -> dict[str, list[dict[str, Any]]]:
     """The recipes of earlier results JSONs, each seed marked ``reused`` with its file.
 
     Scoring is deterministic, so an earlier measurement of the same runs on the same halves and
@@ -413,8 +435,11 @@ def reused_recipes(paths: list[Path], halves: str, seed: int) -> dict[str, list[
     recipes: dict[str, list[dict[str, Any]]] = {}
     for path in paths:
         payload = json.loads(path.read_text())
-        if payload.get("halves") != halves or payload.get("seed", 0) != seed:
-            raise SystemExit(f"{path}: measured on other halves or another --seed; score again")
+        same = (payload.get("halves"), payload.get("seed", 0), payload.get("generator", "density"))
+        if same != (halves, seed, generator):
+            raise SystemExit(
+                f"{path}: measured on other halves, --seed or --generator; score again"
+            )
         for name, seeds in payload["recipes"].items():
             if name in recipes:
                 raise SystemExit(f"{path}: recipe {name!r} is in two reused files")
@@ -441,7 +466,9 @@ def main() -> None:
         "--generator",
         choices=sorted(GENERATORS),
         default="density",
-        help="the inserted findings' generator for --gallery (blended: the second generator)",
+        help="what inserts the findings (density: the yardstick's own, every choice is made on "
+        "it; blended: the second generator, for checking that choices carry over to another "
+        "look)",
     )
     parser.add_argument(
         "--map-gallery",
@@ -480,17 +507,18 @@ def main() -> None:
         parser.error("give --run (or --reuse) at least once, and --out")
     halves = read_halves(args.halves)
     started = time.perf_counter()
-    recipes = reused_recipes(args.reuse, args.halves.name, args.seed)
+    recipes = reused_recipes(args.reuse, args.halves.name, args.seed, args.generator)
     for entry in args.run:
         if len(entry) not in (2, 3):
             parser.error(f"--run takes NAME REAL [PHANTOM], got {entry}")
         name, real, *phantom = entry
         if recipes.get(name) and "reused" in recipes[name][0]:
             parser.error(f"recipe {name!r} is reused from an earlier JSON; name the new one else")
-        found = measure_run(Path(real), Path(phantom[0]) if phantom else None, halves, args.seed)
+        twin = Path(phantom[0]) if phantom else None
+        found = measure_run(Path(real), twin, halves, args.seed, args.generator)
         recipes.setdefault(name, []).append(found)
-    trivial = measure_trivial(halves, args.seed)
-    text = report(recipes, trivial)
+    trivial = measure_trivial(halves, args.seed, args.generator)
+    text = report(recipes, trivial, args.generator)
     patient_half = patient_halves(args.halves)
     comparisons = {
         f"{new} over {base}": compare(recipes[base], recipes[new], patient_half)
@@ -507,6 +535,7 @@ def main() -> None:
         "machine": machine(seconds=round(time.perf_counter() - started, 1)),
         "halves": args.halves.name,
         "seed": args.seed,
+        "generator": args.generator,
         "recipes": recipes,
         "trivial": trivial,
         "comparisons": comparisons,

@@ -60,7 +60,33 @@ def test_reused_recipes_keep_their_source_and_refuse_other_seeds(
     path.write_text(json.dumps(payload))
     recipes = yardstick.reused_recipes([path], "h.csv", 0)
     assert recipes["base"][0]["reused"] == "earlier.json"
-    with pytest.raises(SystemExit, match="another --seed"):
+    with pytest.raises(SystemExit, match="--seed or --generator"):
         yardstick.reused_recipes([path], "h.csv", 1)
+    with pytest.raises(SystemExit, match="--seed or --generator"):
+        yardstick.reused_recipes([path], "h.csv", 0, generator="blended")
     with pytest.raises(SystemExit, match="two reused files"):
         yardstick.reused_recipes([path, path], "h.csv", 0)
+
+
+def test_unseen_half_rows_pool_runs_and_show_the_gap() -> None:
+    unseen_half = load_benchmark("unseen_half")
+    run = _run([0, 1, 0, 1], 0)
+    entry = {
+        "recipe": "anatpaste",
+        "confirm": {"auroc": 0.90},
+        "unseen": {"auroc": 0.86, "ci": [0.8, 0.9]},
+        "density": run["inserted"],
+        "blended": run["inserted"],
+    }
+    second = {**entry, "unseen": {"auroc": 0.88, "ci": [0.8, 0.9]}}
+    trivial = {"histogram": {k: v for k, v in entry.items() if k != "confirm"}}
+    table = unseen_half.recipe_rows({"anatpaste#0": entry, "anatpaste#1": second}, trivial)
+    rows = [line.split(" | ") for line in table.splitlines()[2:]]
+    assert rows[0][:5] == [
+        "| anatpaste",
+        "2",
+        "0.900 ± 0.000",
+        "0.870 ± 0.014 [0.80, 0.90]",
+        "-0.030 ± 0.014",
+    ]
+    assert rows[1][0] == "| histogram (trivial)" and rows[1][4] == "—"
