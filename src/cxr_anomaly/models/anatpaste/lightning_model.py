@@ -49,6 +49,7 @@ from cxr_anomaly.core.config import TrainConfig
 from cxr_anomaly.data.augment import augment
 from cxr_anomaly.data.lungs import lung_masks
 from cxr_anomaly.models.anatpaste.paste import anat_paste
+from cxr_anomaly.models.anatpaste.strokes import draw_strokes
 from cxr_anomaly.models.anatpaste.torch_model import (
     DENSE_SCORE,
     MASK_SCORE,
@@ -149,9 +150,16 @@ class AnatPaste(AnomalyModel):
     def _pasted_loss(
         self, x: torch.Tensor, lungs: torch.Tensor, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """BCE of normal (label 0) vs AnatPasted (label 1) copies of ``x`` (plus, with
+        """BCE of normal (label 0) vs AnatPasted (label 1; with ``stroke_prob``, some copies
+        get a curve or spots instead) copies of ``x`` (plus, with
         ``mask_weight``, the per-location BCE of where the paste lies), and what to log."""
         augmented, blend = anat_paste(x, lungs, generator, self.cfg.paste)
+        if self.cfg.stroke_prob > 0:
+            stroked, stroke_blend = draw_strokes(x, lungs, generator)
+            chosen = torch.rand(len(x), generator=generator) < self.cfg.stroke_prob
+            chosen = chosen.to(x.device)[:, None, None, None]
+            augmented = torch.where(chosen, stroked, augmented)
+            blend = torch.where(chosen, stroke_blend, blend)
         out = self.net(self.to_signed(torch.cat([x, augmented])))
         logits = out.logit
         labels = torch.cat([torch.zeros(len(x)), torch.ones(len(x))]).to(logits.device)

@@ -67,6 +67,9 @@ class AnatPasteConfig(ModelConfig):
             discriminative network and CutPaste's localisation do. Adds the score ``mask``
             (the largest predicted probability after a 3 x 3 average) and its map, the
             predicted probability. 0: no head.
+        stroke_prob: probability that an image's synthetic anomaly is a thin dense curve or
+            one or two small dense spots (:mod:`.strokes`) instead of a pasted patch; 0 keeps
+            AnatPaste's pastes only.
     """
 
     default_score: str = "mahalanobis"
@@ -91,6 +94,7 @@ class AnatPasteConfig(ModelConfig):
     normal_fit_copies: int = 0
     dense_stages: tuple[int, ...] = ()
     mask_weight: float = 0.0
+    stroke_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.channels:
@@ -113,8 +117,9 @@ class AnatPasteConfig(ModelConfig):
             low_high = getattr(self, key)
             if len(low_high) != 2 or not 0 <= low_high[0] <= low_high[1]:
                 raise ConfigError(f"model_params.{key} must be [low, high] with 0 <= low <= high")
-        if not 0 <= self.paste_shift_prob <= 1:
-            raise ConfigError("model_params.paste_shift_prob must be in [0, 1]")
+        for key in ("paste_shift_prob", "stroke_prob"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ConfigError(f"model_params.{key} must be in [0, 1]")
         if not 0 < self.paste_aspect <= 1:
             raise ConfigError("model_params.paste_aspect must be in (0, 1]")
         if self.normal_fit_copies < 0:
