@@ -252,6 +252,11 @@ def summary_row(name: str, seeds: list[dict[str, Any]]) -> list[str]:
             "pixel_ap_ci",
         ),
         _with_ci(
+            _pool(get("inserted", MIDDLE, "macro", "best_dice")),
+            seeds[0].get("inserted", {}).get(MIDDLE, {}).get("macro"),
+            "best_dice_ci",
+        ),
+        _with_ci(
             _pool(get("phantoms", "macro", "pointing")),
             seeds[0].get("phantoms", {}).get("macro"),
         ),
@@ -270,6 +275,7 @@ HEADER = [
     "phantoms",
     "pointing (inserted, middle)",
     "pixel AP (inserted, middle)",
+    "best Dice (inserted, middle)",
     "pointing (phantoms)",
     "robustness",
     "train min",

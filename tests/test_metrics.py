@@ -466,3 +466,17 @@ def test_pixel_ap_interval_brackets_the_pooled_ap_and_is_seeded() -> None:
     assert both[0] > low
     with pytest.raises(ValueError, match="positive pixel"):
         metrics.pixel_ap_ci([maps[:40]], [masks[:40]], [many[:40]], n_boot=5)
+
+
+def test_best_dice_interval_brackets_the_best_dice_and_a_perfect_map_reaches_one() -> None:
+    rng = np.random.default_rng(1)
+    maps = rng.random((80, 12, 12))
+    masks = np.zeros((80, 12, 12), bool)
+    masks[40:, 3:7, 3:7] = True
+    maps[masks] += 0.5
+    many = [f"p{i}" for i in range(80)]
+    dice, _ = metrics.best_dice(maps, masks)
+    low, high = metrics.best_dice_ci([maps], [masks], [many], n_boot=200)
+    assert low < dice < high
+    perfect = masks.astype(float)
+    assert metrics.best_dice_ci([perfect], [masks], [many], n_boot=50) == (1.0, 1.0)

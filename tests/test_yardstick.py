@@ -148,6 +148,8 @@ def test_inserted_findings_rank_a_detector_that_sees_them() -> None:
     low, high = macro["pixel_ap_ci"]
     assert 0 < low < high <= 1
     assert low - 0.05 <= macro["pixel_ap"] <= high + 0.05  # binned ties: close, not equal
+    low, high = macro["best_dice_ci"]
+    assert 0 < low <= macro["best_dice"] + 0.05 and macro["best_dice"] - 0.05 <= high <= 1
     assert found["blind"]["conspicuous"]["macro"]["auroc"] == pytest.approx(0.5)
     assert "pointing" not in found["blind"]["conspicuous"]["nodule"]
 

@@ -5,7 +5,7 @@ pointing game.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypedDict, cast
 
@@ -275,21 +275,36 @@ def _binned_ap(positives: NDArray[Any], negatives: NDArray[Any]) -> float:
     return float((pos / total * precision).sum())
 
 
-def pixel_ap_ci(
+def _binned_best_dice(positives: NDArray[Any], negatives: NDArray[Any]) -> float:
+    """Best pooled Dice of pixels counted per value bin, thresholds between the bins."""
+    total = float(positives.sum())
+    if total == 0:
+        return float("nan")
+    true_positive = np.cumsum(positives[::-1])
+    predicted = np.cumsum((positives + negatives)[::-1])
+    return float((2.0 * true_positive / (predicted + total)).max())
+
+
+PooledStatistic = Callable[[NDArray[Any], NDArray[Any]], float]
+"""(positive pixels per value bin, negative pixels per bin) -> a pooled pixel statistic."""
+
+
+def _binned_bootstrap_ci(
+    statistic: PooledStatistic,
     maps: Sequence[ArrayLike],
     masks: Sequence[ArrayLike],
     groups: Sequence[Sequence[Any]],
-    n_boot: int = 1000,
-    bins: int = 512,
-    seed: int = 0,
+    n_boot: int,
+    bins: int,
+    seed: int,
 ) -> tuple[float, float]:
-    """95% patient-bootstrap interval of the mean pooled pixel AP of several image sets.
+    """95% patient-bootstrap interval of the mean over several image sets of ``statistic``.
 
     Each set ``i`` (a finding, say: ``maps[i]`` (N_i, H, W) with ``masks[i]`` and ``groups[i]``,
     one patient per image) is tallied per image into ``bins`` value bins (its maps' quantiles);
     each replicate draws the patients once, with replacement, takes every image of a drawn
-    patient from every set, and averages the sets' APs. Ties within a bin make the AP a close
-    approximation of :func:`pixel_ap`, not the same number.
+    patient from every set, and averages the sets' statistics. Ties within a bin make each
+    statistic a close approximation of its exact, unbinned value, not the same number.
     """
     tallies, codes_of = [], []
     everyone = np.unique(np.concatenate([np.asarray(g) for g in groups]))
@@ -309,13 +324,39 @@ def pixel_ap_ci(
     values = []
     for _ in range(n_boot):
         weight = np.bincount(rng.integers(0, everyone.size, everyone.size), minlength=everyone.size)
-        aps = [
-            _binned_ap(weight[codes] @ pos, weight[codes] @ neg)
+        found = [
+            statistic(weight[codes] @ pos, weight[codes] @ neg)
             for (pos, neg), codes in zip(tallies, codes_of, strict=True)
         ]
-        if not np.isnan(aps).any():
-            values.append(float(np.mean(aps)))
+        if not np.isnan(found).any():
+            values.append(float(np.mean(found)))
     if not values:
         raise ValueError("no bootstrap replicate held a positive pixel in every set")
     low, high = np.percentile(values, [2.5, 97.5])
     return float(low), float(high)
+
+
+def pixel_ap_ci(
+    maps: Sequence[ArrayLike],
+    masks: Sequence[ArrayLike],
+    groups: Sequence[Sequence[Any]],
+    n_boot: int = 1000,
+    bins: int = 512,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """95% patient-bootstrap interval of the mean pooled pixel AP of several image sets (binned:
+    a close approximation of :func:`pixel_ap`'s interval; see :func:`_binned_bootstrap_ci`)."""
+    return _binned_bootstrap_ci(_binned_ap, maps, masks, groups, n_boot, bins, seed)
+
+
+def best_dice_ci(
+    maps: Sequence[ArrayLike],
+    masks: Sequence[ArrayLike],
+    groups: Sequence[Sequence[Any]],
+    n_boot: int = 1000,
+    bins: int = 512,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """95% patient-bootstrap interval of the mean best pooled Dice of several image sets
+    (binned thresholds: a close approximation of :func:`best_dice`'s interval)."""
+    return _binned_bootstrap_ci(_binned_best_dice, maps, masks, groups, n_boot, bins, seed)

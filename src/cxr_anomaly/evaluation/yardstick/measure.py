@@ -197,14 +197,14 @@ def inserted_findings(
                 entries = [by_finding[f] for f in findings]
                 macro_ci = _pointing_ci(entries, [patients] * len(findings))
                 found[name][level]["macro"]["pointing_ci"] = macro_ci
-                found[name][level]["macro"]["pixel_ap_ci"] = list(
-                    metrics.pixel_ap_ci(
-                        [m for m, _ in drawn[name]],
-                        [k for _, k in drawn[name]],
-                        [groups] * len(drawn[name]),
-                        n_boot=n_boot,
+                sets = ([m for m, _ in drawn[name]], [k for _, k in drawn[name]])
+                for key, interval in (
+                    ("pixel_ap_ci", metrics.pixel_ap_ci),
+                    ("best_dice_ci", metrics.best_dice_ci),
+                ):
+                    found[name][level]["macro"][key] = list(
+                        interval(*sets, [groups] * len(drawn[name]), n_boot=n_boot)
                     )
-                )
     return found
 
 
@@ -303,11 +303,9 @@ def phantom_findings(model: AnomalyModel, data: PreparedData) -> dict[str, dict[
     }
     found["macro"]["pointing_ci"] = _pointing_ci([found[f] for f in findings], groups)
     sets = [normal | (classes == f) for f in findings]
-    found["macro"]["pixel_ap_ci"] = list(
-        metrics.pixel_ap_ci(
-            [maps[k] for k in sets], [masks[k] for k in sets], [patients[k] for k in sets]
-        )
-    )
+    chosen = ([maps[k] for k in sets], [masks[k] for k in sets], [patients[k] for k in sets])
+    found["macro"]["pixel_ap_ci"] = list(metrics.pixel_ap_ci(*chosen))
+    found["macro"]["best_dice_ci"] = list(metrics.best_dice_ci(*chosen))
     return found
 
 
