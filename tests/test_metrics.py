@@ -480,3 +480,18 @@ def test_best_dice_interval_brackets_the_best_dice_and_a_perfect_map_reaches_one
     assert low < dice < high
     perfect = masks.astype(float)
     assert metrics.best_dice_ci([perfect], [masks], [many], n_boot=50) == (1.0, 1.0)
+
+
+def test_binned_intervals_resolve_a_sparse_mask_at_the_top_of_the_maps() -> None:
+    """Abnormal pixels that are a sliver of all pixels, every one above every normal pixel: the
+    interval still holds AP and Dice of 1 (bins of the whole set alone would lump them with
+    normal pixels in the top bin)."""
+    rng = np.random.default_rng(3)
+    maps = rng.random((200, 32, 32))
+    masks = np.zeros((200, 32, 32), bool)
+    masks[150:, 10:12, 10:12] = True  # 200 of 204,800 pixels
+    maps[masks] = 1.0 + rng.random(int(masks.sum()))
+    groups = [f"p{i}" for i in range(200)]
+    assert metrics.pixel_ap(maps, masks) == pytest.approx(1.0)
+    assert metrics.pixel_ap_ci([maps], [masks], [groups], n_boot=50)[0] > 0.99
+    assert metrics.best_dice_ci([maps], [masks], [groups], n_boot=50)[0] > 0.99

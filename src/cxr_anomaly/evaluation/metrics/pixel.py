@@ -301,7 +301,8 @@ def _binned_bootstrap_ci(
     """95% patient-bootstrap interval of the mean over several image sets of ``statistic``.
 
     Each set ``i`` (a finding, say: ``maps[i]`` (N_i, H, W) with ``masks[i]`` and ``groups[i]``,
-    one patient per image) is tallied per image into ``bins`` value bins (its maps' quantiles);
+    one patient per image) is tallied per image into value bins (``bins`` quantiles of its
+    maps, and as many of its mask's pixels);
     each replicate draws the patients once, with replacement, takes every image of a drawn
     patient from every set, and averages the sets' statistics. Ties within a bin make each
     statistic a close approximation of its exact, unbinned value, not the same number.
@@ -310,7 +311,12 @@ def _binned_bootstrap_ci(
     everyone = np.unique(np.concatenate([np.asarray(g) for g in groups]))
     for amap, mask, group in zip(maps, masks, groups, strict=True):
         m, k = _check_pixels(amap, mask)
-        edges = np.unique(np.quantile(m, np.linspace(0, 1, bins + 1)[1:-1]))
+        # Quantiles of every pixel and of the finding's pixels: the few abnormal pixels of a
+        # sparse mask get bins of their own rather than sharing the top bins of the whole set.
+        levels = np.linspace(0, 1, bins + 1)[1:-1]
+        edges = np.unique(
+            np.r_[np.quantile(m, levels), np.quantile(m[k], levels) if k.any() else []]
+        )
         index = np.searchsorted(edges, m.reshape(m.shape[0], -1), side="right")
         n_bins, n_images = len(edges) + 1, m.shape[0]
         cell = (index + n_bins * np.arange(n_images)[:, None]).reshape(-1)
