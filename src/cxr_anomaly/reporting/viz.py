@@ -167,6 +167,7 @@ def roc_figure(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], title: str = "
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
     ax.set_aspect("equal")
+    ax.set_anchor("S")
     ax.set_xlabel("False Positive Rate (1 − specificity)", fontsize=12)
     ax.set_ylabel("True Positive Rate (sensitivity)", fontsize=12)
     ax.grid(True, color="#dddddd", linewidth=0.7, zorder=0)
