@@ -114,6 +114,20 @@ def _pointing_ci(entries: Sequence[dict[str, Any]], groups: Sequence[Sequence[st
     return list(metrics.mean_ci(hits, patients, n_boot=N_BOOT))
 
 
+def _pixel_intervals(
+    maps: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    groups: Sequence[Sequence[str]],
+    n_boot: int,
+) -> dict[str, list[float]]:
+    """The 95% patient-bootstrap intervals of the mean pixel AP and mean best Dice over several
+    image sets (a finding's images each, with their patients)."""
+    return {
+        "pixel_ap_ci": list(metrics.pixel_ap_ci(maps, masks, groups, n_boot=n_boot)),
+        "best_dice_ci": list(metrics.best_dice_ci(maps, masks, groups, n_boot=n_boot)),
+    }
+
+
 def inserted_pairs(
     originals: Sequence[np.ndarray],
     finding: str,
@@ -197,14 +211,14 @@ def inserted_findings(
                 entries = [by_finding[f] for f in findings]
                 macro_ci = _pointing_ci(entries, [patients] * len(findings))
                 found[name][level]["macro"]["pointing_ci"] = macro_ci
-                sets = ([m for m, _ in drawn[name]], [k for _, k in drawn[name]])
-                for key, interval in (
-                    ("pixel_ap_ci", metrics.pixel_ap_ci),
-                    ("best_dice_ci", metrics.best_dice_ci),
-                ):
-                    found[name][level]["macro"][key] = list(
-                        interval(*sets, [groups] * len(drawn[name]), n_boot=n_boot)
+                found[name][level]["macro"].update(
+                    _pixel_intervals(
+                        [m for m, _ in drawn[name]],
+                        [k for _, k in drawn[name]],
+                        [groups] * len(drawn[name]),
+                        n_boot,
                     )
+                )
     return found
 
 
@@ -303,9 +317,11 @@ def phantom_findings(model: AnomalyModel, data: PreparedData) -> dict[str, dict[
     }
     found["macro"]["pointing_ci"] = _pointing_ci([found[f] for f in findings], groups)
     sets = [normal | (classes == f) for f in findings]
-    chosen = ([maps[k] for k in sets], [masks[k] for k in sets], [patients[k] for k in sets])
-    found["macro"]["pixel_ap_ci"] = list(metrics.pixel_ap_ci(*chosen))
-    found["macro"]["best_dice_ci"] = list(metrics.best_dice_ci(*chosen))
+    found["macro"].update(
+        _pixel_intervals(
+            [maps[k] for k in sets], [masks[k] for k in sets], [patients[k] for k in sets], N_BOOT
+        )
+    )
     return found
 
 
