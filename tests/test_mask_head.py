@@ -33,8 +33,9 @@ def _model(**params: Any) -> AnatPaste:
     return model
 
 
-def test_the_mask_score_is_a_probability_with_a_map_of_the_image_size() -> None:
-    model = _model(map_score="mask").eval()
+@pytest.mark.parametrize("head", ["grid", "decoder"])
+def test_the_mask_score_is_a_probability_with_a_map_of_the_image_size(head: str) -> None:
+    model = _model(map_score="mask", mask_head=head).eval()
     images = _phantoms(4, start=10)
     out = model.infer(images)
     assert "mask" in model.score_names()
@@ -60,10 +61,22 @@ def test_the_mask_loss_joins_the_image_loss_only_with_a_weight() -> None:
     assert image_loss == pytest.approx(float(without.detach()), rel=1e-4)
 
 
+def test_the_decoder_head_predicts_on_the_first_stage_grid() -> None:
+    """The grid head reads out on the second stage's grid (stride 4), the decoder on the
+    first one's (stride 2): twice as fine."""
+    images = _phantoms(2)
+    grid = _model(mask_head="grid").net(images).mask_logits
+    decoder = _model(mask_head="decoder").net(images).mask_logits
+    assert grid is not None and decoder is not None
+    assert grid.shape[-1] == SIZE // 4
+    assert decoder.shape[-1] == SIZE // 2
+
+
 @pytest.mark.slow
-def test_training_the_head_points_it_at_the_pasted_patch() -> None:
+@pytest.mark.parametrize("head", ["grid", "decoder"])
+def test_training_the_head_points_it_at_the_pasted_patch(head: str) -> None:
     """A hundred steps on phantoms: the map is higher inside fresh pastes than outside."""
-    model = _model()
+    model = _model(mask_head=head)
     optimizer = torch.optim.Adam(model.net.parameters(), lr=3e-3)
     images = _phantoms(16)
     lungs = lung_masks(images)
@@ -84,3 +97,8 @@ def test_training_the_head_points_it_at_the_pasted_patch() -> None:
 def test_a_negative_mask_weight_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="mask_weight"):
         build_model("anatpaste", {**TINY, "mask_weight": -1.0})
+
+
+def test_an_unknown_mask_head_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="mask_head"):
+        build_model("anatpaste", {**TINY, "mask_weight": 1.0, "mask_head": "unet"})

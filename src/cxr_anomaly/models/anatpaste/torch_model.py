@@ -28,6 +28,9 @@ MASK_SCORE = "mask"
 LR_SCHEDULES = ("cosine", "constant")
 
 
+MASK_HEADS = ("grid", "decoder")
+
+
 @dataclass
 class AnatPasteConfig(ModelConfig):
     """AnatPaste hyperparameters (defaults: the "paper" preset).
@@ -67,6 +70,10 @@ class AnatPasteConfig(ModelConfig):
             discriminative network and CutPaste's localisation do. Adds the score ``mask``
             (the largest predicted probability after a 3 x 3 average) and its map, the
             predicted probability. 0: no head.
+        mask_head: the head's form: ``grid`` (every stage brought to the second stage's grid,
+            16 x 16 at 64 pixels, and read out) or ``decoder`` (a U-Net-style path from the
+            last stage up to the first stage's grid, 32 x 32 at 64 pixels, joining each
+            stage's features on the way, as DRAEM's discriminative network does).
         stroke_prob: probability that an image's synthetic anomaly is a thin dense curve or
             one or two small dense spots (:mod:`.strokes`) instead of a pasted patch; 0 keeps
             AnatPaste's pastes only.
@@ -94,6 +101,7 @@ class AnatPasteConfig(ModelConfig):
     normal_fit_copies: int = 0
     dense_stages: tuple[int, ...] = ()
     mask_weight: float = 0.0
+    mask_head: str = "grid"
     stroke_prob: float = 0.0
 
     def __post_init__(self) -> None:
@@ -128,6 +136,8 @@ class AnatPasteConfig(ModelConfig):
             raise ConfigError("model_params.mask_weight must not be negative")
         if self.mask_weight and len(self.channels) < 2:
             raise ConfigError("model_params.mask_weight needs at least two stages")
+        if self.mask_head not in MASK_HEADS:
+            raise ConfigError(f"model_params.mask_head must be one of {MASK_HEADS}")
 
     @property
     def score_names(self) -> tuple[str, ...]:
@@ -194,7 +204,7 @@ class NetOutput(NamedTuple):
     logit: torch.Tensor  # (N,): the "pasted" logit
     pooled: tuple[torch.Tensor, ...]  # (N, C_i) per stage: its features, globally pooled
     stages: tuple[torch.Tensor, ...]  # (N, C_i, h_i, w_i) per stage: its feature map
-    mask_logits: torch.Tensor | None  # (N, 1, h_1, w_1): where a paste lies (with mask_weight)
+    mask_logits: torch.Tensor | None  # (N, 1, h, w): where a paste lies (with mask_weight)
 
 
 class MaskHead(nn.Module):
@@ -226,6 +236,37 @@ class MaskHead(nn.Module):
         return self.body(torch.cat(resized, dim=1))
 
 
+def _conv_bn_relu(c_in: int, c_out: int, kernel: int = 3) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, 1, kernel // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class MaskDecoder(nn.Module):
+    """The last stage's features, upsampled stage by stage to the first stage's grid and
+    joined there with that stage's features (a U-Net's expanding path) -> per-location
+    "pasted" logits on the first stage's grid."""
+
+    def __init__(self, channels: tuple[int, ...], width: int = 32, finest_width: int = 16) -> None:
+        super().__init__()
+        widths = (finest_width, *(width for _ in channels[1:]))
+        self.top = _conv_bn_relu(channels[-1], widths[-1], kernel=1)
+        self.ups = nn.ModuleList(
+            _conv_bn_relu(widths[i + 1] + channels[i], widths[i])
+            for i in reversed(range(len(channels) - 1))
+        )
+        self.out = nn.Conv2d(widths[0], 1, 1)
+
+    def forward(self, stages: list[torch.Tensor]) -> torch.Tensor:
+        x = self.top(stages[-1])
+        for skip, up in zip(reversed(stages[:-1]), self.ups, strict=True):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = up(torch.cat([x, skip], dim=1))
+        return self.out(x)
+
+
 class AnatPasteNet(nn.Module):
     """Image in [-1, 1] -> :class:`NetOutput` (embeddings, patch features, "pasted" logit)."""
 
@@ -241,7 +282,10 @@ class AnatPasteNet(nn.Module):
             layers += [nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
         self.head = nn.Sequential(*layers)
         self.out = nn.Linear((cfg.channels[-1], *cfg.head_units)[-1], 1)
-        self.mask_head = MaskHead(cfg.channels) if cfg.mask_weight else None
+        self.mask_head: nn.Module | None = None
+        if cfg.mask_weight:
+            head = MaskDecoder if cfg.mask_head == "decoder" else MaskHead
+            self.mask_head = head(cfg.channels)
 
     def forward(self, x: torch.Tensor) -> NetOutput:
         patches = x
