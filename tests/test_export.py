@@ -23,7 +23,7 @@ from tiny import SIZE, tiny_run
 
 EXPORTABLE = ("bigan", "vaegan", "anatpaste")
 # Beside each exportable model's tiny run: VAE-GAN scoring its latent Gaussian distance, and
-# AnatPaste as its default recipe scores and draws (an in-graph fusion, the mask head's map), and
+# AnatPaste as its default recipe scores and draws (an in-graph fusion, the mask decoder's map), and
 # BiGAN drawing its per-pixel z-scored error.
 EXTRA_PARAMS: dict[str, tuple[str, dict[str, Any]]] = {
     "vaegan-latent": ("vaegan", {"latent_scores": True, "default_score": "latent"}),
@@ -31,6 +31,7 @@ EXTRA_PARAMS: dict[str, tuple[str, dict[str, Any]]] = {
         "anatpaste",
         {
             "mask_weight": 1.0,
+            "mask_head": "decoder",
             "map_score": "mask",
             "fuse": ["mahalanobis", "mask"],
             "default_score": "fused",
