@@ -45,13 +45,13 @@ from cxr_anomaly.evaluation.yardstick.measure import (
     Scorer,
     auroc_with_ci,
     inserted_findings,
+    load_run_data,
     model_scorer,
     pneumonia_halves,
+    split_normals,
     trivial_scorers,
-    validation_normals,
 )
 from cxr_anomaly.models.components.lightning_model import AnomalyModel
-from cxr_anomaly.runtime.checkpoint import load_weights, read_metadata
 from yardstick import HALVES, MIDDLE, _pool, default_data, markdown
 
 TEST_SPLIT = "test"
@@ -71,18 +71,13 @@ def pneumonia_unseen(scorer: Scorer, data: PreparedData) -> dict[str, Any]:
 def run_on(run: Path, data_root: Path | None) -> tuple[AnomalyModel, PreparedData]:
     """The trained model of ``run`` and its data, read from ``data_root`` when given (a copy of
     the run's ZhangLab folder that holds the unseen half as ``test/``)."""
-    metadata = read_metadata(run)
-    config = metadata.data
-    if data_root is not None:
-        config = dataclasses.replace(config, spec=f"folder:{data_root}")
-    data = PreparedData(config)
-    data.prepare(("train", VALIDATION_SPLIT, TEST_SPLIT))
+    model, data, _ = load_run_data(run, ("train", VALIDATION_SPLIT, TEST_SPLIT), data_root)
     if not data.view(TEST_SPLIT).ids:
         raise SystemExit(
-            f"{config.spec} has no held-out test split: this judgement needs the official "
+            f"{data.config.spec} has no held-out test split: this judgement needs the official "
             "test's unseen half as test/ beside train/ and test-dev/ (give --data-root)"
         )
-    return load_weights(run, metadata), data
+    return model, data
 
 
 def measure(
@@ -107,7 +102,7 @@ def measure(
             ],
             "unseen": pneumonia_unseen(scorers[key], data),
         }
-        normals = normals or validation_normals(data, TEST_SPLIT)
+        normals = normals or split_normals(data, TEST_SPLIT)
         size = data.config.size
     trivial_config = default_data() if data_root is None else DataConfig(f"folder:{data_root}")
     trivial_data = PreparedData(dataclasses.replace(trivial_config, intensity=STORED_INTENSITY))

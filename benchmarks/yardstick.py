@@ -59,8 +59,8 @@ from cxr_anomaly.evaluation.yardstick.measure import (
     model_scorer,
     phantom_findings,
     pneumonia_halves,
+    split_normals,
     trivial_scorers,
-    validation_normals,
 )
 from cxr_anomaly.jobs.predict import load_model
 from cxr_anomaly.postprocess.maps import MAP_REGIONS
@@ -89,7 +89,7 @@ def write_gallery(path: Path, images: int = 3, seed: int = 0, generator: str = "
     finding at each level (its mask outlined in red beside the most conspicuous one), drawn by
     ``generator`` (a name of ``GENERATORS``)."""
     data = PreparedData(dataclasses.replace(default_data(), intensity=STORED_INTENSITY))
-    originals, _ = validation_normals(data)
+    originals, _ = split_normals(data)
     rows = []
     for i, original in enumerate(originals[:images]):
         cells = [np.repeat(original[..., None], 3, axis=-1)]
@@ -120,7 +120,7 @@ def write_map_gallery(
     for name, run in runs:
         model, data, _ = load_run_data(run, (VALIDATION_SPLIT,))
         loaded.append((name, model, load_model(run), data.config))
-    originals, _ = validation_normals(PreparedData(loaded[0][3]))
+    originals, _ = split_normals(PreparedData(loaded[0][3]))
     original = originals[image]
     rows = []
     for finding in FINDINGS:
@@ -154,7 +154,7 @@ def measure_run(
     inserted findings drawn by ``generator`` (a name of ``GENERATORS``)."""
     model, data, metadata = load_run_data(real, ("train", VALIDATION_SPLIT, "val_normal"))
     scorer = model_scorer(model)
-    originals, patients = validation_normals(data)
+    originals, patients = split_normals(data)
     size, intensity = data.config.size, data.config.intensity
     modes = {"model": intensity}
     inserted = inserted_findings(
@@ -189,7 +189,7 @@ def measure_trivial(
     data = PreparedData(dataclasses.replace(default_data(), intensity=STORED_INTENSITY))
     data.prepare(("train", VALIDATION_SPLIT))
     scorers = trivial_scorers(data.view("train").images())
-    originals, patients = validation_normals(data)
+    originals, patients = split_normals(data)
     modes = dict.fromkeys(scorers, STORED_INTENSITY)
     size = data.config.size
     inserted = inserted_findings(

@@ -15,6 +15,7 @@ seeds and write tables. The model's default score and its default map are what i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -282,7 +283,7 @@ def trivial_scorers(train_images: np.ndarray) -> dict[str, Scorer]:
     return scorers
 
 
-def validation_normals(
+def split_normals(
     data: PreparedData, split: str = VALIDATION_SPLIT
 ) -> tuple[list[np.ndarray], list[str]]:
     """The normal images of a labelled split (by default the validation split) at
@@ -326,10 +327,14 @@ def phantom_findings(model: AnomalyModel, data: PreparedData) -> dict[str, dict[
 
 
 def load_run_data(
-    run_dir: Path, splits: Sequence[str]
+    run_dir: Path, splits: Sequence[str], data_root: Path | None = None
 ) -> tuple[AnomalyModel, PreparedData, ModelMetadata]:
-    """The trained model of ``run_dir``, its own data (``splits`` prepared) and its metadata."""
+    """The trained model of ``run_dir``, its own data (``splits`` prepared; read from the image
+    folder ``data_root`` instead of the run's own when given) and its metadata."""
     metadata = read_metadata(run_dir)
-    data = PreparedData(metadata.data)
+    config = metadata.data
+    if data_root is not None:
+        config = dataclasses.replace(config, spec=f"folder:{data_root}")
+    data = PreparedData(config)
     data.prepare(tuple(splits))
     return load_weights(run_dir, metadata), data, metadata
