@@ -187,11 +187,18 @@ class ResidualBlock(nn.Module):
         return F.relu(x + self.body(x))
 
 
-def _stage(c_in: int, c_out: int, blocks: int) -> nn.Sequential:
+def _conv_bn_relu(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
+    """Convolution (no bias), BatchNorm and ReLU."""
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False),
+        nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
         nn.BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
+    )
+
+
+def _stage(c_in: int, c_out: int, blocks: int) -> nn.Sequential:
+    return nn.Sequential(
+        *_conv_bn_relu(c_in, c_out, stride=2),
         *(ResidualBlock(c_out) for _ in range(blocks)),
     )
 
@@ -217,12 +224,8 @@ class MaskHead(nn.Module):
     def __init__(self, channels: tuple[int, ...], width: int = 32) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(sum(channels), width, 1, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(width, width, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True),
+            *_conv_bn_relu(sum(channels), width, kernel=1),
+            *_conv_bn_relu(width, width),
             nn.Conv2d(width, 1, 1),
         )
 
@@ -234,14 +237,6 @@ class MaskHead(nn.Module):
             *(F.interpolate(s, size, mode="bilinear", align_corners=False) for s in stages[2:]),
         ]
         return self.body(torch.cat(resized, dim=1))
-
-
-def _conv_bn_relu(c_in: int, c_out: int, kernel: int = 3) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel, 1, kernel // 2, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    )
 
 
 class MaskDecoder(nn.Module):
