@@ -77,7 +77,6 @@ def panel(
         prediction.anomaly_map,
         model.post_processor.map_floor,
         model.post_processor.map_scale or None,
-        model._inside(prediction),
         [(r.x, r.y, r.width, r.height) for r in regions],
         max_side=PANEL_SIDE,
     )

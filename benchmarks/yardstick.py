@@ -63,7 +63,6 @@ from cxr_anomaly.evaluation.yardstick.measure import (
     trivial_scorers,
 )
 from cxr_anomaly.jobs.predict import load_model
-from cxr_anomaly.postprocess.maps import MAP_REGIONS
 from cxr_anomaly.reporting import viz
 from cxr_anomaly.runtime.inference import infer_arrays
 
@@ -114,8 +113,8 @@ def write_map_gallery(
     path: Path, runs: list[tuple[str, Path]], image: int = 0, level: str = MIDDLE, seed: int = 0
 ) -> None:
     """One row per finding at ``level`` in ``test-dev`` normal image ``image``: the image with
-    its mask outlined in yellow, then each run's map in red over it (the run's own colour scale
-    and drawing region; the map stretched over the 256-pixel working image)."""
+    its mask outlined in yellow, then each run's map in red over it (the run's own colour scale;
+    the map stretched over the 256-pixel working image)."""
     loaded = []
     for name, run in runs:
         model, data, _ = load_run_data(run, (VALIDATION_SPLIT,))
@@ -132,12 +131,9 @@ def write_map_gallery(
         for name, model, scoring, config in loaded:
             prepared = preprocess(inserted[0], config.size, config.intensity)
             amap = infer_arrays(model, prepared[None, None]).maps[0]
-            region = MAP_REGIONS[model.map_region](prepared) if model.map_region else None
             post = scoring.post_processor
             cells.append(
-                viz.radiograph_overlay(
-                    inserted[0], amap, post.map_floor, post.map_scale or None, region
-                )
+                viz.radiograph_overlay(inserted[0], amap, post.map_floor, post.map_scale or None)
             )
             labels.append(name)
         rows.append(viz.labelled_panels(cells, labels, [], scale=1))

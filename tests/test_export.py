@@ -112,7 +112,6 @@ def test_export_description_holds_preprocessing_calibration_and_parity(
     description = json.loads((out / EXPORT_FILE).read_text())
     assert description["model"] == "anatpaste"
     assert description["outputs"] == ["score", "map"]  # no reconstruction
-    assert description["map_region"] == "lungs"
     assert description["preprocessing"] == {
         "image_size": SIZE,
         "intensity": "none",

@@ -120,18 +120,6 @@ def lung_mask(image: npt.NDArray[np.floating]) -> BoolArray:
     return find_lungs(image)[0]
 
 
-def lung_region(image: npt.NDArray[np.floating], margin: float = 1 / 16) -> BoolArray:
-    """The lungs of ``image`` grown by ``margin`` of the side: where in-lung anomalies show.
-
-    Heatmaps of models that look only for in-lung anomalies (AnatPaste) are drawn inside this
-    region, so that a coarse patch map upsampled over the image border does not paint the
-    background outside the body.
-    """
-    mask = lung_mask(image)
-    steps = max(1, round(margin * image.shape[-1]))
-    return np.asarray(ndimage.binary_dilation(mask, iterations=steps), dtype=bool)
-
-
 def find_lungs(image: npt.NDArray[np.floating]) -> tuple[BoolArray, str]:
     """:func:`lung_mask` and how it was found: ``"threshold"``, ``"mirror"`` or ``"ellipse"``."""
     pixels = np.asarray(image, np.float32)

@@ -171,7 +171,6 @@ def export_onnx(run_dir: Path, out_dir: Path | None = None, opset: int = OPSET) 
             apply_voi_lut=trained.read_options.apply_voi_lut,
         ),
         post_processor=trained.post_processor.to_dict(),
-        map_region=model.map_region,
         exported_from=str(Path(run_dir).resolve()),
         versions={"cxr_anomaly": __version__, "torch": torch.__version__},
         parity={

@@ -38,7 +38,6 @@ from cxr_anomaly.data.images import (
 from cxr_anomaly.data.preprocess import preprocess
 from cxr_anomaly.models.components.lightning_model import AnomalyModel
 from cxr_anomaly.postprocess.calibration import ScoreCalibration
-from cxr_anomaly.postprocess.maps import MAP_REGIONS, drawn_map
 from cxr_anomaly.postprocess.post_processor import PostProcessor
 from cxr_anomaly.postprocess.regions import Region, map_regions
 from cxr_anomaly.postprocess.sharpness_fusion import SharpnessFusion
@@ -172,8 +171,6 @@ class ScoringModel(ABC):
     post_processor: PostProcessor
     #: The reported score's distribution on normal validation images.
     calibration: ScoreCalibration
-    #: Where heatmaps are drawn (see ``AnomalyModel.map_region``).
-    map_region: str | None
     #: Where the model was trained (data source), for ``repr`` and reports.
     trained_on: str
 
@@ -298,21 +295,13 @@ class ScoringModel(ABC):
             return to_grey(item)
         return read_image(item, self.read_options).pixels
 
-    def _inside(self, prediction: Prediction) -> np.ndarray | None:
-        """Where the map is drawn (and regions are found): the lungs for AnatPaste."""
-        if self.map_region is None or prediction.image is None:
-            return None
-        return MAP_REGIONS[self.map_region](prediction.image)
-
     def regions(self, prediction: Prediction, original_shape: tuple[int, int]) -> list[Region]:
         """The map's connected regions above the map scale (as anomalous as the top 0.5% of
         normal validation pixels), as boxes on an original of ``original_shape`` (H, W)."""
         if prediction.anomaly_map is None:
             return []
         threshold = self.post_processor.map_scale
-        return map_regions(
-            prediction.anomaly_map, threshold, original_shape, self._inside(prediction)
-        )
+        return map_regions(prediction.anomaly_map, threshold, original_shape)
 
     def overlay(
         self,
@@ -329,8 +318,7 @@ class ScoringModel(ABC):
             raise ValueError("no image to draw for a failed prediction")
         image = prediction.image
         floor, scale = self.post_processor.map_floor, self.post_processor.map_scale or None
-        amap = drawn_map(prediction.anomaly_map, image, self.map_region, floor)
-        heat = viz.red_heatmap_overlay(image, amap, vmax=scale, vmin=floor)
+        heat = viz.red_heatmap_overlay(image, prediction.anomaly_map, vmax=scale, vmin=floor)
         caption = [
             f"{self.name} ({self.score_name}): {prediction.decision}",
             f"score {prediction.score:.4g}, threshold {prediction.threshold:.4g}, "
@@ -352,7 +340,6 @@ class ScoringModel(ABC):
             prediction.anomaly_map,
             floor,
             scale,
-            self._inside(prediction),
             [(r.x, r.y, r.width, r.height) for r in regions],
             MAX_OVERLAY_SIDE,
         )
@@ -380,7 +367,6 @@ class TrainedModel(ScoringModel):
         self.intensity = data.intensity
         self.read_options = ReadOptions(apply_voi_lut=data.apply_voi_lut)
         self.model_score = self.model.config.default_score
-        self.map_region = self.model.map_region
         self.trained_on = data.spec
         self._post_process(self.metadata.post_processor, self.run_dir)
 
@@ -404,7 +390,6 @@ class ExportedModel(ScoringModel):
         self.intensity = str(preprocessing["intensity"])
         self.read_options = ReadOptions(apply_voi_lut=bool(preprocessing["apply_voi_lut"]))
         self.model_score = str(self.description["score"])
-        self.map_region = self.description["map_region"]
         self.trained_on = self.description["exported_from"]
         post_processor = PostProcessor.from_dict(self.description["post_processor"])
         self._post_process(post_processor, self.export_dir)

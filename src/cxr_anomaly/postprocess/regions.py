@@ -5,9 +5,8 @@ A model's map is (S, S), the image it scored was the original (H, W) resized str
 square (no crop, no pad: :func:`cxr_anomaly.data.images.resize_image`), so a map pixel ``(r, c)``
 covers rows ``r * H / S`` to ``(r + 1) * H / S`` of the original, and columns alike. A region is
 a 4-connected component of map pixels above the threshold (the post-processor's map scale: as
-anomalous as the top 0.5% of normal validation pixels), inside the map's drawing region (the
-lungs, for AnatPaste); its box is given in the original image's pixel coordinates, as RSNA's
-boxes are.
+anomalous as the top 0.5% of normal validation pixels); its box is given in the original image's
+pixel coordinates, as RSNA's boxes are.
 
 Example:
     >>> import numpy as np
@@ -42,17 +41,13 @@ def map_regions(
     amap: npt.NDArray[np.floating],
     threshold: float,
     original_shape: tuple[int, int],
-    inside: npt.NDArray[np.bool_] | None = None,
 ) -> list[Region]:
-    """The connected regions of ``amap`` (S, S) above ``threshold`` (within ``inside`` where
-    given), largest peak first, with boxes on an original image of ``original_shape`` (H, W)."""
+    """The connected regions of ``amap`` (S, S) above ``threshold``, largest peak first, with
+    boxes on an original image of ``original_shape`` (H, W)."""
     values = np.asarray(amap, dtype=np.float64)
     if values.ndim != 2:
         raise ValueError(f"expected an (S, S) map, got shape {values.shape}")
-    above = values > threshold
-    if inside is not None:
-        above &= np.asarray(inside, dtype=bool)
-    labels, _ = ndimage.label(above)
+    labels, _ = ndimage.label(values > threshold)
     height, width = original_shape
     rows_per, cols_per = height / values.shape[0], width / values.shape[1]
     found = []

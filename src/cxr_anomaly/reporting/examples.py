@@ -14,7 +14,6 @@ import numpy as np
 from cxr_anomaly.data.datamodule import SplitView
 from cxr_anomaly.data.images import SUPPORTED_SUFFIXES, read_image
 from cxr_anomaly.models.components.lightning_model import AnomalyModel
-from cxr_anomaly.postprocess.maps import drawn_map
 from cxr_anomaly.reporting import viz
 from cxr_anomaly.runtime.inference import infer_arrays
 
@@ -42,20 +41,14 @@ class Examples:
     overlays: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     def add_model(self, model: AnomalyModel, map_floor: float, map_scale: float | None) -> None:
-        """The model's reconstructions and drawn maps of the images, maps drawn in its region
-        (see ``AnomalyModel.map_region``) above ``map_floor``, and over each original placed
-        as preprocessing placed the image, full red at ``map_scale``."""
+        """The model's reconstructions and maps of the images, and each map in red over its
+        original, placed as preprocessing placed the image: red above ``map_floor``, full red at
+        ``map_scale``."""
         inferred = infer_arrays(model, self.images[:, None], reconstructions=True)
         self.reconstructions[model.name] = inferred.reconstructions
-        self.maps[model.name] = np.stack(
-            [
-                drawn_map(m, image, model.map_region, map_floor)
-                for m, image in zip(inferred.maps, self.images, strict=True)
-            ]
-        )
-        # The drawn maps are already at the floor outside the model's region.
+        self.maps[model.name] = inferred.maps
         self.overlays[model.name] = [
-            viz.radiograph_overlay(original, amap, map_floor, map_scale, None, boxes, ORIGINAL_SIDE)
+            viz.radiograph_overlay(original, amap, map_floor, map_scale, boxes, ORIGINAL_SIDE)
             for original, amap, boxes in zip(
                 self.originals, self.maps[model.name], self.boxes, strict=True
             )
@@ -70,9 +63,7 @@ class Examples:
             original = self.originals[k]
             assert original is not None
             no_map = np.zeros((2, 2))  # nothing red: the radiograph, resized, with its boxes
-            plain = viz.radiograph_overlay(
-                original, no_map, 0.0, 1.0, None, self.boxes[k], ORIGINAL_SIDE
-            )
+            plain = viz.radiograph_overlay(original, no_map, 0.0, 1.0, self.boxes[k], ORIGINAL_SIDE)
             rows.append([plain, *(overlays[row] for overlays in self.overlays.values())])
         return rows
 

@@ -248,14 +248,13 @@ def radiograph_overlay(
     amap: ArrayLike,
     vmin: float,
     vmax: float | None,
-    inside: NDArray[np.bool_] | None = None,
     boxes: Sequence[tuple[int, int, int, int]] = (),
     max_side: int = 2048,
 ) -> NDArray[np.float64]:
     """The original radiograph (H, W) in [0, 1] with a model's map (S, S) in red over it.
 
     The map is placed as preprocessing placed the image (resized straight to a square, so
-    stretched back to (H, W)), bilinearly; outside ``inside`` (S, S) it draws no red. Boxes
+    stretched back to (H, W)), bilinearly. Boxes
     ``(x, y, width, height)`` in original pixels are outlined in yellow. An image longer than
     ``max_side`` is drawn smaller, its boxes with it.
 
@@ -264,8 +263,6 @@ def radiograph_overlay(
     """
     image = np.clip(_plain(original, "original"), 0.0, 1.0)
     m = _plain(amap, "amap")
-    if inside is not None:
-        m = np.where(inside, m, vmin)
     factor = min(1.0, max_side / max(image.shape))
     shape = (max(1, round(image.shape[0] * factor)), max(1, round(image.shape[1] * factor)))
     if shape != image.shape:

@@ -31,7 +31,6 @@ class ExportJson(TypedDict):
     input: str
     preprocessing: PreprocessingJson
     post_processor: PostProcessorJson
-    map_region: str | None
     exported_from: str
     versions: dict[str, str]
     parity: dict[str, float | int | str]

@@ -70,7 +70,6 @@ class AnatPaste(AnomalyModel):
 
     config_class = AnatPasteConfig
     has_reconstruction = False
-    map_region = "lungs"  # it looks for in-lung anomalies; the 4x4 map spills past the body
 
     @property
     def name(self) -> str:

@@ -73,8 +73,6 @@ class AnomalyModel(L.LightningModule, ABC):
 
     config_class: ClassVar[type[ModelConfig]]
     has_reconstruction: ClassVar[bool] = True
-    #: Where its heatmaps are drawn (a name of ``lungs.MAP_REGIONS``; None: the whole image).
-    map_region: ClassVar[str | None] = None
     #: Why the model's scoring cannot be exported as one graph (None: it can).
     export_refusal: ClassVar[str | None] = None
 
