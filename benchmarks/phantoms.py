@@ -48,6 +48,7 @@ from cxr_anomaly.data.phantoms import (
     render_item,
     synthetic_items,
 )
+from cxr_anomaly.models.components.maps import peak_score
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "phantoms.json"
 HIST_BINS = 32
@@ -197,7 +198,7 @@ def autoencoder_scores(
     with torch.no_grad():
         y = torch.from_numpy(test)[:, None]
         error = (model(y) - y).abs()
-        peak = F.avg_pool2d(smooth(error, 2.0), 3, 1, 1).amax(dim=(1, 2, 3))
+        peak = peak_score(smooth(error, 2.0))
     return error.mean(dim=(1, 2, 3)).numpy(), peak.numpy()
 
 

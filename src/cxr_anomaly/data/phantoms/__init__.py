@@ -30,7 +30,7 @@ density changed by at least a tenth of its largest change; always inside :func:`
 ``difficulty`` runs from 0 (large, high-contrast anomalies) to 1 (small, faint ones); the default,
 0.25, was chosen by measurement: a plain convolutional autoencoder trained for about a minute
 (``benchmarks/phantoms.py``) reaches 0.72 AUROC on the default test set scored by its mean L1
-error and 0.84 by the peak of its smoothed error map, while trivial intensity detectors stay near
+error and 0.83 by the peak of its smoothed error map, while trivial intensity detectors stay near
 0.5. The size and the contrast of every anomaly type both shrink as difficulty grows.
 
 Example:
