@@ -74,6 +74,21 @@ def test_a_model_with_pixel_z_fits_and_draws_it() -> None:
     assert "pixel_statistics.std" in model.state_dict()
 
 
+def test_pixel_z_images_caps_the_images_fitted() -> None:
+    torch.manual_seed(0)
+    params = {**TINY_PARAMS["bigan"], "pixel_z_of": "l1", "pixel_z_images": 5}
+    model = build_model("bigan", params, TrainConfig(precision="32-true")).eval()
+    images = torch.from_numpy(np.stack([make_phantom(SIZE, s).image for s in range(8)]))[:, None]
+    model.fit_pixel_statistics([images[:4], images[4:]])
+    assert model.pixel_statistics is not None
+    first_five = model.infer(images[:5]).maps["l1"]
+    torch.testing.assert_close(
+        model.pixel_statistics.mean, first_five.mean(0, keepdim=True), atol=1e-5, rtol=0
+    )
+    with pytest.raises(ConfigError, match="pixel_z_images must be at least 2"):
+        build_model("bigan", {**params, "pixel_z_images": 1})
+
+
 def test_pixel_z_needs_a_score_of_the_model() -> None:
     with pytest.raises(ConfigError, match="no score 'nope' to judge per pixel"):
         build_model("bigan", {**TINY_PARAMS["bigan"], "pixel_z_of": "nope"})

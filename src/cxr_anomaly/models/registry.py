@@ -132,6 +132,9 @@ def build_model(name: str, params: Settings, train: TrainConfig | None = None) -
             f"model {name!r} has no score {source!r} to judge per pixel; "
             f"its scores are {', '.join(model.own_score_names())}"
         )
+    cap = model.config.pixel_z_images
+    if cap is not None and cap < 2:
+        raise ConfigError(f"pixel_z_images must be at least 2 (or null: all), got {cap}")
     unknown = sorted(set(model.config.fuse) - set(model.own_score_names()))
     if unknown:
         raise ConfigError(

@@ -42,6 +42,9 @@ class ModelConfig:
             spread of that map at each pixel over the normal training images are kept, and the
             score ``pixel_z`` added, whose map is the per-pixel z-score (see
             :mod:`.pixel_statistics`). ``None``: off.
+        pixel_z_images: fit those statistics on at most this many training images (the first
+            ones, in the split's order); ``None``: all. For models whose map costs many network
+            passes (AnoDDPM's partial diffusion), a few hundred images give the spread.
         fuse: scores combined into the extra score ``fused``: each is z-normalised with its mean
             and spread on the normal validation images (set at calibration, saved with the
             weights), and the z-scores are averaged; the ``fused`` map averages the maps
@@ -53,6 +56,7 @@ class ModelConfig:
     map_score: str | None = None
     image_size: int = 64
     pixel_z_of: str | None = None
+    pixel_z_images: int | None = None
     fuse: tuple[str, ...] = ()
 
     @property

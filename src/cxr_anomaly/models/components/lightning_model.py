@@ -278,10 +278,15 @@ class AnomalyModel(L.LightningModule, ABC):
     def fit_pixel_statistics(self, batches: Iterable[torch.Tensor]) -> None:
         """With ``pixel_z_of``: fit each pixel's normal mean and spread of that score's map on
         normal images (batches (B, 1, S, S) in [0, 1]); training calls it after
-        :meth:`fit_normal_images`."""
+        :meth:`fit_normal_images`; with ``pixel_z_images``, on that many images at most."""
         if self.pixel_statistics is None or self.config.pixel_z_of is None:
             return
+        left = self.config.pixel_z_images
         for batch in batches:
+            if left is not None:
+                if left <= 0:
+                    break
+                batch, left = batch[:left], left - len(batch[:left])
             self.pixel_statistics.accumulate(self.infer(batch).maps[self.config.pixel_z_of])
         self.pixel_statistics.finish()
 
