@@ -281,13 +281,13 @@ class AnomalyModel(L.LightningModule, ABC):
         :meth:`fit_normal_images`; with ``pixel_z_images``, on that many images at most."""
         if self.pixel_statistics is None or self.config.pixel_z_of is None:
             return
-        left = self.config.pixel_z_images
+        cap, fitted = self.config.pixel_z_images, 0
         for batch in batches:
-            if left is not None:
-                if left <= 0:
-                    break
-                batch, left = batch[:left], left - len(batch[:left])
+            batch = batch if cap is None else batch[: cap - fitted]
+            if len(batch) == 0:
+                break
             self.pixel_statistics.accumulate(self.infer(batch).maps[self.config.pixel_z_of])
+            fitted += len(batch)
         self.pixel_statistics.finish()
 
     def update_ema(self) -> None:
