@@ -449,6 +449,23 @@ def reused_recipes(
     return recipes
 
 
+def check_comparisons(
+    pairs: list[list[str]], reused: dict[str, list[Any]], runs: list[list[str]]
+) -> None:
+    """Refuse a ``--compare`` that cannot be paired before any run is scored."""
+    seeds = {name: len(found) for name, found in reused.items()}
+    for entry in runs:
+        seeds[entry[0]] = seeds.get(entry[0], 0) + 1
+    for base, new in pairs:
+        missing = [name for name in (base, new) if name not in seeds]
+        if missing:
+            raise SystemExit(f"--compare names {missing}, neither --run nor --reuse gives them")
+        if seeds[base] != seeds[new]:
+            raise SystemExit(
+                f"--compare {base} {new} needs as many seeds of both ({seeds[base]}, {seeds[new]})"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -510,6 +527,7 @@ def main() -> None:
     halves = read_halves(args.halves)
     started = time.perf_counter()
     recipes = reused_recipes(args.reuse, args.halves.name, args.seed, args.generator)
+    check_comparisons(args.compare, recipes, args.run)
     for entry in args.run:
         if len(entry) not in (2, 3):
             parser.error(f"--run takes NAME REAL [PHANTOM], got {entry}")

@@ -90,3 +90,14 @@ def test_unseen_half_rows_pool_runs_and_show_the_gap() -> None:
         "-0.030 ± 0.014",
     ]
     assert rows[1][0] == "| histogram (trivial)" and rows[1][4] == "—"
+
+
+def test_unpairable_comparisons_are_refused_before_scoring(yardstick: ModuleType) -> None:
+    reused: dict[str, list[Any]] = {"base": [{}, {}, {}]}
+    runs = [["new", "runs/new-s0"]]
+    with pytest.raises(SystemExit, match=r"as many seeds of both \(3, 1\)"):
+        yardstick.check_comparisons([["base", "new"]], reused, runs)
+    with pytest.raises(SystemExit, match="neither --run nor --reuse"):
+        yardstick.check_comparisons([["base", "other"]], reused, runs)
+    runs += [["new", "runs/new-s1"], ["new", "runs/new-s2"]]
+    yardstick.check_comparisons([["base", "new"]], reused, runs)
