@@ -174,3 +174,20 @@ def test_anoddpm_without_lowpass_has_no_lowpass_score_and_rejects_negative_sigma
     )
     with pytest.raises(ValueError, match="lowpass_sigma"):
         build_model("anoddpm-gaussian", {**TINY_PARAMS["anoddpm-gaussian"], "lowpass_sigma": -1.0})
+
+
+@pytest.mark.parametrize("name", ["anoddpm-gaussian", "anoddpm-simplex"])
+def test_noise_draws_average_the_reconstructions_of_successive_noise_seeds(name: str) -> None:
+    torch.manual_seed(0)
+    single = build_model(name, TINY_PARAMS[name], TrainConfig(precision="32-true")).eval()
+    assert isinstance(single, AnoDDPM)
+    x = torch.rand(2, 1, 32, 32)
+    first = single.reconstruct_at(x, 4)
+    single.cfg.noise_seed = 1
+    second = single.reconstruct_at(x, 4)
+    assert not torch.allclose(first, second)  # each draw has its own noise
+    single.cfg.noise_seed = 0
+    single.cfg.noise_draws = 2
+    torch.testing.assert_close(single.reconstruct_at(x, 4), (first + second) / 2)
+    with pytest.raises(ValueError, match="noise_draws"):
+        build_model(name, {**TINY_PARAMS[name], "noise_draws": 0})

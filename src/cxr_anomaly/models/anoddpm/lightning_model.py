@@ -88,6 +88,11 @@ class AnoDDPMConfig(ModelConfig):
     ``simplex_normalise`` scales the simplex octave sum to unit variance (as Gaussian noise
     has, which the DDPM schedule assumes); ``false`` adds the raw octave sum, as the reference
     code does (standard deviation about 0.5 at its six octaves and persistence 0.8).
+
+    ``noise_draws`` > 1 makes each reconstruction the mean of that many partial-diffusion
+    reconstructions, each from its own noise (seeds ``noise_seed``, ``noise_seed + 1``, ...):
+    one draw's error map holds the noise's own variation beside the anomaly, and averaging the
+    draws removes most of it, at ``noise_draws`` times the sampling cost.
     """
 
     image_size: int = 64
@@ -118,6 +123,7 @@ class AnoDDPMConfig(ModelConfig):
     simplex_normalise: bool = True
     inference_bf16: bool = True
     noise_seed: int = 0
+    noise_draws: int = 1
     uncertainty: bool = False
     lowpass_sigma: float = 0.0
 
@@ -131,6 +137,8 @@ class AnoDDPMConfig(ModelConfig):
                 raise ValueError(f"depth {depth} must be between 1 and timesteps")
         if self.lowpass_sigma < 0:
             raise ValueError(f"lowpass_sigma must be >= 0, got {self.lowpass_sigma}")
+        if self.noise_draws < 1:
+            raise ValueError(f"noise_draws must be >= 1, got {self.noise_draws}")
         if self.train_timesteps is not None and not 1 <= self.train_timesteps <= self.timesteps:
             raise ValueError("train_timesteps must be between 1 and timesteps")
         if self.gradient_clip_norm is not None and self.gradient_clip_norm <= 0:
@@ -250,10 +258,10 @@ class AnoDDPM(AnomalyModel):
             x.float(), t, generator, self.cfg.simplex, self.cfg.simplex_normalise
         ).to(x.dtype)
 
-    def _per_image_noise(self, x: torch.Tensor) -> Any:
+    def _per_image_noise(self, x: torch.Tensor, noise_seed: int) -> Any:
         """A noise function for :func:`partial_diffusion` drawing each image's noise alone."""
         generators = []
-        for seed in image_seeds(x, self.cfg.noise_seed):
+        for seed in image_seeds(x, noise_seed):
             generator = torch.Generator(device=x.device)
             generator.manual_seed(seed)
             generators.append(generator)
@@ -349,8 +357,9 @@ class AnoDDPM(AnomalyModel):
         return self._reconstruct(x, depth)[0]
 
     def _reconstruct(self, x: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The reconstruction from ``depth`` and, with ``uncertainty``, the log-variance that
-        the network predicted at the first reverse step."""
+        """The reconstruction from ``depth`` (the mean over ``noise_draws`` draws) and, with
+        ``uncertainty``, the log-variance that the network predicted at the first draw's first
+        reverse step."""
         net = self.test_unet()
         x = self.prepare_input(x)
         first_logvar: list[torch.Tensor] = []
@@ -364,16 +373,20 @@ class AnoDDPM(AnomalyModel):
                 first_logvar.append(logvar)
             return out[:, :1]
 
-        recon = partial_diffusion(
-            self.scheduler,
-            denoise,
-            self.to_signed(x),
-            depth,
-            self._per_image_noise(x),
-            sampler=self.cfg.sampler,
-            stride=self.cfg.stride,
-            eta=self.cfg.eta,
-        )
+        draws = [
+            partial_diffusion(
+                self.scheduler,
+                denoise,
+                self.to_signed(x),
+                depth,
+                self._per_image_noise(x, self.cfg.noise_seed + draw),
+                sampler=self.cfg.sampler,
+                stride=self.cfg.stride,
+                eta=self.cfg.eta,
+            )
+            for draw in range(self.cfg.noise_draws)
+        ]
+        recon = torch.stack(draws).mean(0)
         return self.to_unit(recon), (first_logvar[0] if first_logvar else None)
 
     def _infer(self, x: torch.Tensor) -> Inference:
