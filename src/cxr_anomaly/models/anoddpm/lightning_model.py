@@ -373,11 +373,12 @@ class AnoDDPM(AnomalyModel):
                 first_logvar.append(logvar)
             return out[:, :1]
 
+        signed = self.to_signed(x)
         draws = [
             partial_diffusion(
                 self.scheduler,
                 denoise,
-                self.to_signed(x),
+                signed,
                 depth,
                 self._per_image_noise(x, self.cfg.noise_seed + draw),
                 sampler=self.cfg.sampler,
