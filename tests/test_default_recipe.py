@@ -58,7 +58,7 @@ def test_a_preset_may_only_name_its_intensity(tmp_path: Path) -> None:
         load_preset("bigan", str(path))
 
 
-@pytest.mark.parametrize("name", ["bigan", "vaegan"])
+@pytest.mark.parametrize("name", ["bigan", "vaegan", "anoddpm-gaussian"])
 def test_the_default_reconstruction_models_draw_their_error_judged_per_pixel(name: str) -> None:
     from cxr_anomaly.models.registry import model_config
 
